@@ -1,0 +1,242 @@
+"""The ``agenteval`` command: a thin layer over library functions.
+
+Only this module turns errors into exit codes: 0 done, 1 failure, 2 bad input,
+130 interrupted. Heavy modules are imported inside commands so ``--help``
+stays fast and imports no model stack.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Optional
+
+import typer
+from rich.console import Console
+
+from agenteval import __version__
+from agenteval.errors import AgentEvalError
+
+if TYPE_CHECKING:
+    from agenteval.records import TrialRecord
+
+console = Console()
+err_console = Console(stderr=True, soft_wrap=True)
+
+app = typer.Typer(name="agenteval", no_args_is_help=True, add_completion=False,
+                  help="Can this local, quantized model really do the job, and how fast?")
+sandbox_app = typer.Typer(no_args_is_help=True, help="Build sandbox images, remove leftovers.")
+tasks_app = typer.Typer(no_args_is_help=True, help="Inspect task folders.")
+app.add_typer(sandbox_app, name="sandbox")
+app.add_typer(tasks_app, name="tasks")
+
+DB_OPT = typer.Option(Path("reports/agenteval.duckdb"), "--db", envvar="AGENTEVAL_DB",
+                      help="DuckDB file the run is recorded in.")
+OUT_OPT = typer.Option(Path("reports"), "--out", envvar="AGENTEVAL_OUT",
+                       help="Folder for reports: <out>/<run-id>/index.html.")
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"agenteval {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Print the version and exit.")) -> None:
+    """Run tasks against local models in hardened Docker sandboxes; record pass rates and speed."""
+
+
+def _guard(fn: Callable[[], Any]) -> Any:
+    """Run a command body; AgentEvalError becomes one red line and its exit code."""
+    try:
+        return fn()
+    except AgentEvalError as e:
+        err_console.print(f"[red]error:[/red] {e}", highlight=False, markup=True)
+        raise typer.Exit(e.exit_code) from None
+
+
+@app.command()
+def run(
+    paths: list[str] = typer.Argument(None, help="Task folders (tasks/folder ...). Not needed with --resume."),
+    model: list[str] = typer.Option([], "--model", "-m", envvar="AGENTEVAL_MODEL",
+                                    help="provider:name[@base_url], or oracle / nop. Repeat to compare."),
+    samples: Optional[int] = typer.Option(None, "--samples", "-n", envvar="AGENTEVAL_SAMPLES", min=1,
+                                          help="Samples per variant (default: the task's own)."),
+    concurrency: int = typer.Option(1, "--concurrency", "-j", envvar="AGENTEVAL_CONCURRENCY", min=1,
+                                    help="Trials at once (sandboxes alive at once)."),
+    variant: list[str] = typer.Option([], "--variant", help="Only these variant ids. Repeatable."),
+    resume: Optional[str] = typer.Option(None, "--resume", help="Run the trials a run RUN_ID is missing."),
+    db: Path = DB_OPT,
+    out: Path = OUT_OPT,
+) -> None:
+    """Run every model on every task variant and sample, then write the report."""
+    from agenteval.runner import RunOptions, execute_run
+
+    opts = RunOptions(task_paths=list(paths or []), models=list(model), samples=samples,
+                      concurrency=concurrency, variants=list(variant), db=db, out=out, resume=resume)
+    if resume and (paths or model):
+        err_console.print("[red]error:[/red] --resume takes the tasks and models of the run it resumes")
+        raise typer.Exit(2)
+    progress = _Progress()
+    with progress:
+        result = _guard(lambda: execute_run(opts, observer=progress, log=progress.log))
+    _print_summary(result.records)
+    if result.report:
+        console.print(f"report: {result.report}")
+    if result.interrupted:
+        err_console.print(f"[yellow]interrupted[/yellow]: {len(result.records)} trials recorded; "
+                          f"resume with: agenteval run --resume {result.run.run_id}")
+        raise typer.Exit(130)
+    console.print(f"run {result.run.run_id}: {sum(r.passed for r in result.records)}/{len(result.records)} passed")
+
+
+class _Progress:
+    """Rich progress bar fed by the runner (a RunObserver)."""
+
+    def __init__(self) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("{task.fields[passed]} passed"), TimeRemainingColumn(),
+                                 console=err_console, transient=False)
+        self.task_id: Any = None
+        self.passed = 0
+
+    def __enter__(self) -> "_Progress":
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.progress.__exit__(*exc)
+
+    def log(self, msg: str) -> None:
+        self.progress.console.print(msg, highlight=False, markup=False)
+
+    def planned(self, total: int, skipped: int) -> None:
+        if skipped:
+            self.log(f"{skipped} trials already recorded; running the {total} missing")
+        self.task_id = self.progress.add_task("trials", total=total, passed=0)
+
+    def trial_done(self, record: "TrialRecord") -> None:
+        self.passed += int(record.passed)
+        self.progress.update(self.task_id, advance=1, passed=self.passed)
+
+
+def _print_summary(records: list["TrialRecord"]) -> None:
+    from rich.table import Table
+
+    from agenteval.report import summarize
+
+    cells = summarize(records)
+    if not cells:
+        return
+    table = Table(title="passed / trials")
+    tasks = sorted({c.task for c in cells})
+    table.add_column("model")
+    for t in tasks:
+        table.add_column(t, justify="right")
+    grid = {(c.model, c.task): c for c in cells}
+    for m in sorted({c.model for c in cells}):
+        row = [m]
+        for t in tasks:
+            c = grid.get((m, t))
+            row.append(f"{c.passed}/{c.total}" if c else "-")
+        table.add_row(*row)
+    console.print(table)
+
+
+@app.command()
+def report(run_id: Optional[str] = typer.Option(None, "--run", help="Run id (default: the latest)."),
+           db: Path = DB_OPT, out: Path = OUT_OPT) -> None:
+    """Render the HTML report of a recorded run again."""
+    from agenteval.report import render_run
+    from agenteval.store import Store
+
+    def body() -> Path:
+        with Store(db, read_only=True) as store:
+            rid = run_id or store.latest_run_id()
+            return render_run(store, rid, out / rid)
+
+    console.print(f"report: {_guard(body)}")
+
+
+@app.command()
+def runs(db: Path = DB_OPT) -> None:
+    """List recorded runs."""
+    from rich.table import Table
+
+    from agenteval.store import Store
+
+    def body() -> None:
+        with Store(db, read_only=True) as store:
+            table = Table()
+            for col in ("run", "started", "status", "models", "tasks", "trials", "passed"):
+                table.add_column(col)
+            for r in store.runs():
+                trials = store.trials(r.run_id)
+                table.add_row(r.run_id, f"{r.started_at:%Y-%m-%d %H:%M}", r.status, ", ".join(r.models),
+                              ", ".join(r.tasks), str(len(trials)), str(sum(t.passed for t in trials)))
+            console.print(table)
+
+    _guard(body)
+
+
+@sandbox_app.command("build")
+def sandbox_build(name: Optional[str] = typer.Argument(None, help="One sandboxes/<NAME> (default: all)."),
+                  rebuild: bool = typer.Option(False, "--rebuild", help="Build even if the tag exists.")) -> None:
+    """Build sandbox images from sandboxes/*/Dockerfile (bootstrapping the Debian base if needed)."""
+    from agenteval.sandbox.engine import connect
+    from agenteval.sandbox.images import available, ensure_image, find_sandboxes_dir
+
+    def body() -> None:
+        root = find_sandboxes_dir()
+        client = connect()
+        for n in [name] if name else available(root):
+            console.print(f"{n}: {ensure_image(client, n, root, lambda m: console.print(m, markup=False), rebuild)}")
+
+    _guard(body)
+
+
+@sandbox_app.command("prune")
+def sandbox_prune(all_: bool = typer.Option(False, "--all", help="Also those of runs still alive.")) -> None:
+    """Remove sandbox containers and volumes left behind by killed runs."""
+    from agenteval.sandbox.docker import prune
+    from agenteval.sandbox.engine import connect
+
+    containers, volumes = _guard(lambda: prune(connect(), everything=all_))
+    console.print(f"removed {containers} containers and {volumes} volumes")
+
+
+@tasks_app.command("list")
+def tasks_list(paths: list[str] = typer.Argument(None, help="Task folders (default: tasks/*).")) -> None:
+    """Show tasks with their variants."""
+    from rich.table import Table
+
+    from agenteval.task import load_task
+
+    def body() -> None:
+        found = paths or sorted(str(p.parent) for p in Path("tasks").glob("*/task.toml"))
+        table = Table()
+        for col in ("task", "mode", "image", "variants", "description"):
+            table.add_column(col)
+        for p in found:
+            t = load_task(p)
+            table.add_row(t.name, t.spec.mode, t.spec.sandbox.image, ", ".join(v.id for v in t.variants()),
+                          t.spec.description)
+        console.print(table)
+
+    _guard(body)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        err_console.print("[yellow]interrupted[/yellow]")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,43 @@
+"""One exception tree for everything a user can get wrong or an environment can lack.
+
+Library code raises these with a message that says what to do; only the CLI
+turns them into exit codes (``exit_code``).
+"""
+
+from __future__ import annotations
+
+
+class AgentEvalError(Exception):
+    """Base of every error agenteval reports to a user as one clean line."""
+
+    exit_code = 1
+
+
+class BadInputError(AgentEvalError):
+    """The user's input is wrong: a path, a name, a key. Exit code 2."""
+
+    exit_code = 2
+
+
+class TaskError(BadInputError):
+    """A task folder breaks the contract (missing file, bad task.toml key)."""
+
+
+class ModelSpecError(BadInputError):
+    """A ``--model`` value names no known provider or is malformed."""
+
+
+class EngineUnavailableError(BadInputError):
+    """No Docker engine answers. Exit code 2: the run cannot start at all."""
+
+
+class SandboxError(AgentEvalError):
+    """The sandbox failed underneath a trial (container died, exec failed)."""
+
+
+class ImageBuildError(AgentEvalError):
+    """A sandbox image could not be built or its base could not be obtained."""
+
+
+class StoreError(AgentEvalError):
+    """The DuckDB store cannot be opened or written."""

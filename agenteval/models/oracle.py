@@ -1,0 +1,57 @@
+"""``oracle``: replays a task's reference solution through the same sandbox
+calls a model's output takes (files written into /workspace, commands run as
+the agent user), so a passing oracle proves the task and its verifier agree.
+
+Contract of ``solution/``: files under ``solution/workspace/`` are written into
+/workspace; ``solution/solve.sh``, if present, then runs with bash in
+/workspace with ``AGENTEVAL_SOLUTION`` (the copied solution/ folder),
+``AGENTEVAL_VARIANT_ID`` and ``AGENTEVAL_VARIANT`` (the variant's params as
+JSON) in its environment.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from agenteval.errors import TaskError
+from agenteval.models.base import AgentContext, AgentOutcome, ModelSpec
+from agenteval.sandbox.base import CONTROL, VERIFIER_UID, WORKSPACE, files_from_dir
+from agenteval.task import Task
+
+SOLUTION_DIR = f"{CONTROL}/solution"
+
+
+class OracleSolver:
+    def __init__(self, spec: ModelSpec) -> None:
+        self.spec = spec
+
+    def check_task(self, task: Task) -> None:
+        sol = task.solution_dir
+        if not ((sol / "solve.sh").is_file() or (sol / "workspace").is_dir()):
+            raise TaskError(f"{sol}: the oracle needs solution/solve.sh or solution/workspace/")
+
+    def fingerprint_info(self) -> dict[str, Any]:
+        return {"kind": "reference solution"}
+
+    def solve(self, ctx: AgentContext) -> AgentOutcome:
+        sol = ctx.task.solution_dir
+        workspace_files = files_from_dir(sol / "workspace") if (sol / "workspace").is_dir() else {}
+        if workspace_files:
+            ctx.sandbox.write_files(WORKSPACE, workspace_files)
+        if not (sol / "solve.sh").is_file():
+            return AgentOutcome("done", f"wrote {len(workspace_files)} files")
+        ctx.sandbox.write_files(SOLUTION_DIR, files_from_dir(sol), uid=VERIFIER_UID, dir_mode=0o755)
+        env = {"AGENTEVAL_SOLUTION": SOLUTION_DIR, "AGENTEVAL_VARIANT_ID": ctx.variant.id,
+               "AGENTEVAL_VARIANT": json.dumps(ctx.variant.params)}
+        result = ctx.sandbox.exec(f"bash {SOLUTION_DIR}/solve.sh", env=env, timeout_s=ctx.budget.timeout_sec)
+        if result.timed_out:
+            return AgentOutcome("limit", f"solve.sh ran past the agent's {ctx.budget.timeout_sec:g} s budget")
+        if result.exit_code != 0:
+            why = "killed by the memory cap" if result.oom_killed else f"exited {result.exit_code}"
+            return AgentOutcome("done", f"solve.sh {why}")
+        return AgentOutcome("done", "solve.sh finished")
+
+
+def create(spec: ModelSpec) -> OracleSolver:
+    return OracleSolver(spec)

@@ -1,0 +1,149 @@
+"""The record schema: one definition for what a trial produced.
+
+Everything downstream (the DuckDB tables, the HTML report, exports) derives
+from these models. ``SCHEMA_VERSION`` goes up whenever a stored meaning
+changes; readers check it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = 1
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class FailureMode(str, Enum):
+    """Why a trial did not pass; the first that applies wins (see ``classify``)."""
+
+    infra_error = "infra_error"
+    sandbox_error = "sandbox_error"
+    model_error = "model_error"
+    agent_limit = "agent_limit"
+    verify_error = "verify_error"
+    verify_failed = "verify_failed"
+
+
+class Check(BaseModel):
+    """One verifier check: a name a person understands and why it failed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(description="Short stable name of the check, e.g. 'file src/main.py content'.")
+    passed: bool = Field(description="Whether the check passed.")
+    message: str = Field(default="", description="What was expected and what was found.")
+    weight: float = Field(default=1.0, ge=0, description="Weight of the check in the score.")
+
+
+class Verdict(BaseModel):
+    """What the hidden verifier concluded. Only the verifier's verdict file produces one."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    checks: list[Check] = Field(default_factory=list, description="Every check, in order.")
+    passed: bool = Field(default=False, description="True when there is at least one check and all passed.")
+    score: float = Field(default=0.0, description="Weighted fraction of checks passed, 0..1.")
+
+    @classmethod
+    def from_checks(cls, checks: list[Check]) -> "Verdict":
+        total = sum(c.weight for c in checks)
+        got = sum(c.weight for c in checks if c.passed)
+        return cls(
+            checks=checks,
+            passed=bool(checks) and all(c.passed for c in checks),
+            score=(got / total) if total else 0.0,
+        )
+
+
+class ExecRecord(BaseModel):
+    """One command run inside the sandbox, by the agent or by the verifier."""
+
+    phase: str = Field(description="'agent', 'verify' or 'setup'.")
+    user: str = Field(description="The uid[:gid] it ran as.")
+    command: str = Field(description="The command line as given.")
+    exit_code: int | None = Field(description="Exit status; None when the host had to kill it.")
+    duration_s: float = Field(description="Wall-clock seconds, measured on the host.")
+    timed_out: bool = Field(default=False, description="Killed by the exec timeout.")
+    oom_killed: bool = Field(default=False, description="Killed by the memory cap.")
+    stdout: str = Field(default="", description="Captured stdout, capped.")
+    stderr: str = Field(default="", description="Captured stderr, capped.")
+    stdout_bytes: int = Field(default=0, description="Bytes the command wrote to stdout in total.")
+    stderr_bytes: int = Field(default=0, description="Bytes the command wrote to stderr in total.")
+    truncated: bool = Field(default=False, description="Output went past the cap and was cut.")
+
+
+class Artifact(BaseModel):
+    """A file the verifier saved for people to look at (a screenshot, a log)."""
+
+    name: str
+    path: str = Field(description="Path relative to the store's artifact folder.")
+    size: int
+    media_type: str = "application/octet-stream"
+
+
+class Fingerprint(BaseModel):
+    """Where and with what a trial ran, so figures can be compared honestly."""
+
+    agenteval_version: str
+    host: str
+    platform: str
+    cpu_count: int | None = None
+    docker_version: str | None = None
+    image: str | None = None
+    image_id: str | None = None
+    model: str
+    provider: str
+    model_info: dict[str, Any] = Field(default_factory=dict, description="Server, quantization, ...")
+
+
+class TrialRecord(BaseModel):
+    """One (run, model, task, variant, sample): the unit that is committed atomically."""
+
+    schema_version: int = SCHEMA_VERSION
+    trial_id: str
+    run_id: str
+    key: str = Field(description="Stable key 'task/variant/model/sample' within a run.")
+    task: str
+    task_path: str
+    task_hash: str
+    variant: str
+    sample: int
+    model: str
+    passed: bool = False
+    score: float = 0.0
+    failure_mode: FailureMode | None = None
+    error: str | None = Field(default=None, description="One line saying what went wrong, if anything.")
+    started_at: datetime
+    finished_at: datetime
+    duration_s: float
+    setup_s: float = 0.0
+    agent_s: float = 0.0
+    verify_s: float = 0.0
+    teardown_s: float = 0.0
+    verdict: Verdict | None = None
+    execs: list[ExecRecord] = Field(default_factory=list)
+    artifacts: list[Artifact] = Field(default_factory=list)
+    fingerprint: Fingerprint
+
+
+class RunRecord(BaseModel):
+    """One invocation of ``agenteval run``; trials point at it by ``run_id``."""
+
+    schema_version: int = SCHEMA_VERSION
+    run_id: str
+    started_at: datetime
+    finished_at: datetime | None = None
+    status: str = Field(default="running", description="'running', 'completed' or 'interrupted'.")
+    agenteval_version: str
+    models: list[str]
+    tasks: list[str]
+    samples: int
+    concurrency: int
+    config: dict[str, Any] = Field(default_factory=dict, description="Everything needed to resume the run.")

@@ -1,0 +1,207 @@
+"""The run driver: plans the matrix, runs trials through an executor, commits
+each record as it arrives (this process is the only writer), survives Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import secrets
+import signal
+import threading
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+from agenteval import __version__
+from agenteval.errors import BadInputError
+from agenteval.models.base import ModelSpec, base_fingerprint
+from agenteval.models.registry import create_model
+from agenteval.records import Fingerprint, RunRecord, TrialRecord, utcnow
+from agenteval.runner.executor import Executor, LocalExecutor
+from agenteval.runner.trial import TrialEnv, TrialInterrupted, TrialSpec, run_trial
+from agenteval.sandbox.base import Sandbox, SandboxLimits
+from agenteval.store import DEFAULT_DB, Store
+from agenteval.task import Task, load_task
+
+
+@dataclass
+class RunOptions:
+    task_paths: list[str]
+    models: list[str]
+    samples: int | None = None
+    concurrency: int = 1
+    variants: list[str] = field(default_factory=list)
+    db: Path = DEFAULT_DB
+    out: Path = Path("reports")
+    resume: str | None = None
+
+    def to_config(self) -> dict[str, Any]:
+        return {"task_paths": self.task_paths, "models": self.models, "samples": self.samples,
+                "concurrency": self.concurrency, "variants": self.variants}
+
+
+@dataclass
+class RunResult:
+    run: RunRecord
+    records: list[TrialRecord]
+    report: Path | None
+    interrupted: bool = False
+    skipped: int = 0
+
+
+class RunObserver(Protocol):
+    """What a progress display implements; every call comes from the driver thread."""
+
+    def planned(self, total: int, skipped: int) -> None: ...
+
+    def trial_done(self, record: TrialRecord) -> None: ...
+
+
+class _Silent:
+    def planned(self, total: int, skipped: int) -> None: ...
+
+    def trial_done(self, record: TrialRecord) -> None: ...
+
+
+def new_run_id() -> str:
+    return datetime.now().strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
+
+
+def plan(tasks: list[Task], models: list[ModelSpec], samples: int | None, variants: list[str]) -> list[TrialSpec]:
+    """Every cell of models x tasks x variants x samples, in a stable order."""
+    return [TrialSpec(task, variant, s, model)
+            for model in models for task in tasks for variant in task.variants(variants or None)
+            for s in range(samples or task.spec.samples)]
+
+
+def prepare(opts: RunOptions, log: Callable[[str], None]) -> tuple[list[Task], dict[str, Any], Any, dict[str, str]]:
+    """Validate everything a user can get wrong before any container starts."""
+    if not opts.task_paths:
+        raise BadInputError("no task given: agenteval run tasks/folder --model oracle")
+    if not opts.models:
+        raise BadInputError("no model given: add --model oracle (or provider:name[@url])")
+    if opts.concurrency < 1:
+        raise BadInputError("--concurrency must be at least 1")
+    tasks = [load_task(p) for p in opts.task_paths]
+    names = [t.name for t in tasks]
+    if len(set(names)) != len(names):
+        raise BadInputError(f"two task folders share the name {max(names, key=names.count)!r}")
+    models: dict[str, Any] = {}
+    for text in opts.models:
+        model = create_model(text)
+        models[model.spec.label] = model
+        for task in tasks:
+            model.check_task(task)
+    for task in tasks:
+        task.variants(opts.variants or None)
+
+    from agenteval.sandbox.engine import connect
+    from agenteval.sandbox.images import ensure_image, find_sandboxes_dir
+
+    client = connect()
+    images = {t.name: ensure_image(client, t.spec.sandbox.image, find_sandboxes_dir(t.path), log) for t in tasks}
+    return tasks, models, client, images
+
+
+def execute_run(opts: RunOptions, observer: RunObserver | None = None,
+                log: Callable[[str], None] = print, executor: Executor | None = None) -> RunResult:
+    observer = observer or _Silent()
+    with Store(opts.db) as store:
+        if opts.resume:
+            previous = store.run(opts.resume)
+            cfg = previous.config
+            opts = RunOptions(task_paths=cfg["task_paths"], models=cfg["models"], samples=cfg["samples"],
+                              concurrency=opts.concurrency if opts.concurrency > 1 else cfg["concurrency"],
+                              variants=cfg["variants"], db=opts.db, out=opts.out, resume=opts.resume)
+        tasks, models, client, images = prepare(opts, log)
+        from agenteval.sandbox.docker import DockerSandbox, close_all_live
+        from agenteval.sandbox.engine import server_version
+
+        run_id = opts.resume or new_run_id()
+        run = RunRecord(run_id=run_id, started_at=utcnow(), agenteval_version=__version__,
+                        models=[m.spec.label for m in models.values()], tasks=[t.name for t in tasks],
+                        samples=opts.samples or max(t.spec.samples for t in tasks),
+                        concurrency=opts.concurrency, config=opts.to_config())
+        if opts.resume:
+            run = run.model_copy(update={"started_at": store.run(run_id).started_at})
+        store.save_run(run)
+        trials = plan(tasks, [m.spec for m in models.values()], opts.samples, opts.variants)
+        done = store.committed_keys(run_id)
+        todo = [t for t in trials if t.key not in done]
+        observer.planned(len(todo), len(trials) - len(todo))
+
+        docker_version = server_version(client)
+        fingerprints: dict[tuple[str, str], Fingerprint] = {}
+        for model in models.values():
+            for task in tasks:
+                image = images[task.name]
+                fingerprints[(model.spec.label, task.name)] = base_fingerprint(
+                    model.spec, docker_version=docker_version, image=image,
+                    image_id=client.images.get(image).id, model_info=model.fingerprint_info())
+
+        def make_sandbox(task: Task, labels: dict[str, str]) -> Sandbox:
+            return DockerSandbox(client, images[task.name], SandboxLimits.from_spec(task.spec.sandbox), labels)
+
+        out_dir = opts.out / run_id
+        env = TrialEnv(run_id=run_id, make_sandbox=make_sandbox, models=models, fingerprints=fingerprints,
+                       artifacts_root=out_dir / "artifacts")
+        executor = executor or LocalExecutor(opts.concurrency)
+        interrupted = _drive(todo, env, executor, store, observer, close_all_live)
+        store.finish_run(run_id, "interrupted" if interrupted else "completed")
+        from agenteval.report import render_run
+
+        report = render_run(store, run_id, out_dir)
+        return RunResult(run=store.run(run_id), records=store.trials(run_id), report=report,
+                         interrupted=interrupted, skipped=len(trials) - len(todo))
+
+
+def _drive(todo: list[TrialSpec], env: TrialEnv, executor: Executor, store: Store,
+           observer: RunObserver, close_all_live: Callable[[], int]) -> bool:
+    """Submit trials and commit each as it finishes. Returns True when interrupted."""
+    pending: set[Future[TrialRecord]] = {executor.submit(lambda s=spec: run_trial(s, env)) for spec in todo}
+    previous = _sigterm_as_interrupt()
+    try:
+        while pending:
+            finished, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                _commit(fut, store, observer)
+        return False
+    except KeyboardInterrupt:
+        old = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not skip the cleanup
+        try:
+            env.cancel.set()
+            for fut in pending:
+                fut.cancel()
+            close_all_live()
+            executor.shutdown(cancel_pending=True)
+            for fut in pending:
+                if fut.done() and not fut.cancelled():
+                    _commit(fut, store, observer)
+            close_all_live()
+        finally:
+            signal.signal(signal.SIGINT, old)
+        return True
+    finally:
+        executor.shutdown(cancel_pending=False)
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _commit(fut: "Future[TrialRecord]", store: Store, observer: RunObserver) -> None:
+    try:
+        record = fut.result()
+    except TrialInterrupted:
+        return  # cut short by Ctrl-C: not a result; --resume runs it again
+    store.commit_trial(record)
+    observer.trial_done(record)
+
+
+def _sigterm_as_interrupt() -> Any:
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    return signal.signal(signal.SIGTERM, handler)

@@ -1,0 +1,126 @@
+"""The sandbox lifecycle every backend implements.
+
+A sandbox is one isolated machine per trial with two people in it: the agent
+(uid ``AGENT_UID``), who works in ``WORKSPACE``, and the verifier (uid
+``VERIFIER_UID``), who arrives only after the agent is gone and owns
+``CONTROL``, where hidden tests and the verdict live.
+"""
+
+from __future__ import annotations
+
+import abc
+import posixpath
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+from agenteval.records import ExecRecord
+from agenteval.task.spec import SandboxSpec, parse_size
+
+AGENT_UID = 1000
+VERIFIER_UID = 1001
+IDLE_UID = 65534  # the container's own keep-alive process: neither user can signal it
+WORKSPACE = "/workspace"
+CONTROL = "/agenteval"
+
+
+@dataclass(frozen=True)
+class SandboxLimits:
+    """Resource caps, in the units the engine takes."""
+
+    memory_bytes: int = 1024**3
+    cpus: float = 1.0
+    pids: int = 256
+    workspace_bytes: int = 256 * 1024**2
+    control_bytes: int = 128 * 1024**2
+    tmp_bytes: int = 64 * 1024**2
+    exec_timeout_s: float = 120.0
+    output_limit_bytes: int = 256 * 1024
+
+    @classmethod
+    def from_spec(cls, spec: SandboxSpec) -> "SandboxLimits":
+        return cls(
+            memory_bytes=parse_size(spec.memory),
+            cpus=spec.cpus,
+            pids=spec.pids,
+            workspace_bytes=parse_size(spec.workspace_size),
+            tmp_bytes=parse_size(spec.tmp_size),
+            exec_timeout_s=spec.exec_timeout_sec,
+            output_limit_bytes=parse_size(spec.output_limit),
+        )
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """A file to write into the sandbox: content and permission bits."""
+
+    content: bytes
+    mode: int = 0o644
+
+
+def safe_relpath(path: str) -> str:
+    """Normalise a path given by a model or a task; refuse anything that climbs out."""
+    norm = posixpath.normpath(path.replace("\\", "/")).lstrip("/")
+    if norm in ("", ".") or norm == ".." or norm.startswith("../"):
+        raise ValueError(f"path {path!r} leaves its folder")
+    return norm
+
+
+def files_from_dir(src: Path) -> dict[str, FileEntry]:
+    """Every regular file under ``src``, keeping the executable bit."""
+    out: dict[str, FileEntry] = {}
+    for p in sorted(src.rglob("*")):
+        if p.is_file() and "__pycache__" not in p.parts:
+            mode = 0o755 if p.stat().st_mode & 0o111 else 0o644
+            out[p.relative_to(src).as_posix()] = FileEntry(p.read_bytes(), mode)
+    return out
+
+
+class Sandbox(abc.ABC):
+    """One trial's isolated environment. Use as a context manager: close() always runs."""
+
+    execs: list[ExecRecord]
+
+    @abc.abstractmethod
+    def start(self) -> None:
+        """Create the environment. Raises SandboxError (or EngineUnavailableError)."""
+
+    @abc.abstractmethod
+    def exec(self, command: str, *, uid: int = AGENT_UID, workdir: str = WORKSPACE,
+             env: dict[str, str] | None = None, timeout_s: float | None = None,
+             phase: str = "agent") -> ExecRecord:
+        """Run ``sh -c command``; never raises for the command's own failure.
+
+        The timeout is enforced inside (coreutils ``timeout``) and from the
+        host; output beyond the limit is counted and dropped. Raises
+        SandboxError only when the sandbox itself is broken.
+        """
+
+    @abc.abstractmethod
+    def write_files(self, dest: str, files: dict[str, FileEntry], *, uid: int = AGENT_UID,
+                    dir_mode: int = 0o755) -> None:
+        """Write files (paths relative to ``dest``, parents created) owned by ``uid``."""
+
+    @abc.abstractmethod
+    def read_file(self, path: str, max_bytes: int = 16 * 1024**2) -> bytes | None:
+        """Content of a regular file, or None when it does not exist. Raises SandboxError if too big."""
+
+    @abc.abstractmethod
+    def read_tree(self, path: str, max_bytes: int = 32 * 1024**2) -> dict[str, bytes]:
+        """Regular files under a folder (relative path -> content), at most ``max_bytes`` in all."""
+
+    @abc.abstractmethod
+    def kill_processes(self, uid: int) -> None:
+        """SIGKILL every process of ``uid``, so nothing it left running can act any more."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Remove everything this sandbox created. Idempotent and safe from any thread."""
+
+    def __enter__(self) -> "Sandbox":
+        self.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()

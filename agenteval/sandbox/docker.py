@@ -1,0 +1,435 @@
+"""DockerSandbox: a hardened container per trial, driven through the Docker SDK.
+
+Hardening (all on by default): no network, memory cap with swap equal to it,
+pids cap, CPU quota, every capability dropped, no-new-privileges, non-root
+users, read-only root with size-capped tmpfs-backed volumes for /workspace
+and /agenteval, a tmpfs /tmp, an init process, ulimits, and exec timeouts
+inside the container and from the host. Every container and volume carries
+``agenteval.*`` labels so ``prune`` can find what a killed run left behind.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+import tarfile
+import threading
+import time
+import uuid
+from typing import TYPE_CHECKING
+
+from agenteval.errors import SandboxError
+from agenteval.records import ExecRecord
+from agenteval.sandbox.base import (
+    AGENT_UID, CONTROL, IDLE_UID, VERIFIER_UID, WORKSPACE, FileEntry, Sandbox, SandboxLimits, safe_relpath,
+)
+
+if TYPE_CHECKING:
+    import docker
+
+LABEL = "agenteval.managed"
+OWNER_LABEL = "agenteval.owner"
+HOST_GRACE_S = 5.0  # the host steps in this long after the in-container timeout should have fired
+
+_HOMES = {AGENT_UID: "/tmp", VERIFIER_UID: f"{CONTROL}/home"}
+_live: set["DockerSandbox"] = set()
+_live_lock = threading.Lock()
+
+
+def owner_label() -> str:
+    """host:pid of this process; prune leaves sandboxes of live owners alone."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def close_all_live() -> int:
+    """Remove every sandbox this process still has open (Ctrl-C path). Returns how many."""
+    with _live_lock:
+        boxes = list(_live)
+    for box in boxes:
+        box.close()
+    return len(boxes)
+
+
+def _base_env(uid: int) -> dict[str, str]:
+    return {
+        "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "HOME": _HOMES.get(uid, "/tmp"),
+        "LANG": "C.UTF-8",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONNOUSERSITE": "1",
+    }
+
+
+class _Capture:
+    """Keeps the first ``limit`` bytes of a stream and counts the rest."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.kept = bytearray()
+        self.total = 0
+
+    def add(self, chunk: bytes) -> None:
+        self.total += len(chunk)
+        room = self.limit - len(self.kept)
+        if room > 0:
+            self.kept += chunk[:room]
+
+    @property
+    def text(self) -> str:
+        return self.kept.decode("utf-8", errors="replace")
+
+
+class DockerSandbox(Sandbox):
+    """One container plus two tmpfs-backed volumes, removed by ``close()``."""
+
+    def __init__(self, client: "docker.DockerClient", image: str, limits: SandboxLimits | None = None,
+                 labels: dict[str, str] | None = None) -> None:
+        self.client = client
+        self.image = image
+        self.limits = limits or SandboxLimits()
+        self.name = f"agenteval-{uuid.uuid4().hex[:12]}"
+        self.labels = {LABEL: "1", OWNER_LABEL: owner_label(), **(labels or {})}
+        self.execs: list[ExecRecord] = []
+        self.container_id: str | None = None
+        self._volumes: list[str] = []
+        self._closed = False
+        self._lock = threading.Lock()
+
+    # -- lifecycle ---------------------------------------------------------
+    def start(self) -> None:
+        from docker.errors import DockerException
+        from docker.types import Mount, Ulimit
+
+        with _live_lock:
+            _live.add(self)
+        lim = self.limits
+        try:
+            ws = self._volume("ws", lim.workspace_bytes, AGENT_UID, 0o755)
+            ctl = self._volume("ctl", lim.control_bytes, VERIFIER_UID, 0o711)
+            api = self.client.api
+            host_config = api.create_host_config(
+                init=True, network_mode="none", read_only=True, cap_drop=["ALL"],
+                security_opt=["no-new-privileges"], mem_limit=lim.memory_bytes, memswap_limit=lim.memory_bytes,
+                pids_limit=lim.pids, nano_cpus=int(lim.cpus * 1e9),
+                ulimits=[Ulimit(name="nofile", soft=1024, hard=1024), Ulimit(name="core", soft=0, hard=0)],
+                tmpfs={"/tmp": f"size={lim.tmp_bytes},mode=1777,nosuid,nodev"},
+                mounts=[Mount(WORKSPACE, ws, type="volume"), Mount(CONTROL, ctl, type="volume")],
+            )
+            created = api.create_container(
+                self.image, ["sleep", "infinity"], name=self.name, user=f"{IDLE_UID}:{IDLE_UID}",
+                working_dir=WORKSPACE, hostname="sandbox", network_disabled=True, labels=self.labels,
+                host_config=host_config,
+            )
+            self.container_id = created["Id"]
+            api.start(self.container_id)
+        except DockerException as e:
+            self.close()
+            raise SandboxError(f"could not start a sandbox from image {self.image!r}: {_short(e)}") from e
+        if self._closed:  # closed by Ctrl-C while starting
+            self.close()
+            raise SandboxError("sandbox was closed while it started")
+
+    def _volume(self, kind: str, size: int, uid: int, mode: int) -> str:
+        name = f"{self.name}-{kind}"
+        self.client.volumes.create(
+            name, driver="local", labels=self.labels,
+            driver_opts={"type": "tmpfs", "device": "tmpfs",
+                         "o": f"size={size},uid={uid},gid={uid},mode={mode:o},nosuid,nodev"},
+        )
+        self._volumes.append(name)
+        return name
+
+    def close(self) -> None:
+        from docker.errors import DockerException, NotFound
+
+        with self._lock:
+            self._closed = True
+            cid, self.container_id = self.container_id, None
+            vols, self._volumes = self._volumes, []
+        if cid:
+            try:
+                self.client.api.remove_container(cid, force=True, v=True)
+            except NotFound:
+                pass
+            except DockerException:
+                pass  # prune finds it by label
+        for vol in vols:
+            for _ in range(20):
+                try:
+                    self.client.api.remove_volume(vol, force=True)
+                    break
+                except NotFound:
+                    break
+                except DockerException:
+                    time.sleep(0.1)  # still in use while the container is torn down
+        with _live_lock:
+            _live.discard(self)
+
+    def _cid(self) -> str:
+        if not self.container_id:
+            raise SandboxError("the sandbox is not running (closed or never started)")
+        return self.container_id
+
+    # -- commands ----------------------------------------------------------
+    def exec(self, command: str, *, uid: int = AGENT_UID, workdir: str = WORKSPACE,
+             env: dict[str, str] | None = None, timeout_s: float | None = None,
+             phase: str = "agent") -> ExecRecord:
+        from docker.errors import DockerException
+
+        timeout = timeout_s or self.limits.exec_timeout_s
+        argv = ["timeout", "-k", "2", f"{timeout:g}", "sh", "-c", command]
+        out, err = _Capture(self.limits.output_limit_bytes), _Capture(self.limits.output_limit_bytes)
+        api = self.client.api
+        t0 = time.monotonic()
+        try:
+            exec_id = api.exec_create(self._cid(), argv, user=f"{uid}:{uid}", workdir=workdir,
+                                      environment={**_base_env(uid), **(env or {})})["Id"]
+            stream = api.exec_start(exec_id, stream=True, demux=True)
+        except DockerException as e:
+            raise SandboxError(f"exec failed in sandbox: {_short(e)}") from e
+
+        failure: list[BaseException] = []
+
+        def pump() -> None:
+            try:
+                for o, e in stream:
+                    if o:
+                        out.add(o)
+                    if e:
+                        err.add(e)
+            except Exception as exc:  # noqa: BLE001 - reported below
+                failure.append(exc)
+
+        reader = threading.Thread(target=pump, daemon=True)
+        reader.start()
+        reader.join(timeout + HOST_GRACE_S)
+        host_killed = reader.is_alive()
+        if host_killed:
+            # Something escaped the in-container timeout (a setsid'd child holding stdout).
+            self.kill_processes(uid)
+            reader.join(HOST_GRACE_S)
+            if reader.is_alive():
+                raise SandboxError(f"command did not stop after being killed: {command[:200]!r}")
+        duration = time.monotonic() - t0
+        if failure and self._closed:
+            raise SandboxError("sandbox was closed while a command ran")
+        try:
+            exit_code = None if host_killed else api.exec_inspect(exec_id).get("ExitCode")
+        except DockerException as e:
+            raise SandboxError(f"sandbox went away during a command: {_short(e)}") from e
+        timed_out = host_killed or (exit_code in (124, 137) and duration >= timeout * 0.98)
+        oom = exit_code == 137 and not timed_out and self._oom_killed()
+        record = ExecRecord(
+            phase=phase, user=str(uid), command=command, exit_code=exit_code, duration_s=round(duration, 4),
+            timed_out=timed_out, oom_killed=oom, stdout=out.text, stderr=err.text,
+            stdout_bytes=out.total, stderr_bytes=err.total,
+            truncated=out.total > len(out.kept) or err.total > len(err.kept),
+        )
+        self.execs.append(record)
+        return record
+
+    def _oom_killed(self) -> bool:
+        """Whether the memory cap's OOM killer fired in this container."""
+        try:
+            state = self.client.api.inspect_container(self._cid())["State"]
+            if state.get("OOMKilled"):
+                return True
+        except Exception:  # noqa: BLE001
+            return False
+        probe = self._raw_exec(["sh", "-c", "cat /sys/fs/cgroup/memory/memory.oom_control "
+                                "/sys/fs/cgroup/memory.events 2>/dev/null"], IDLE_UID)
+        for line in probe.splitlines():
+            name, _, value = line.partition(" ")
+            if name == "oom_kill" and value.strip().isdigit() and int(value) > 0:
+                return True
+        return False
+
+    def _raw_exec(self, argv: list[str], uid: int) -> str:
+        """A short internal command whose output agenteval itself reads (not recorded)."""
+        api = self.client.api
+        exec_id = api.exec_create(self._cid(), argv, user=f"{uid}:{uid}")["Id"]
+        return api.exec_start(exec_id).decode("utf-8", errors="replace")
+
+    def kill_processes(self, uid: int) -> None:
+        if uid == IDLE_UID:
+            raise ValueError("refusing to kill the sandbox's own keep-alive process")
+        if self._only_idle_processes():
+            return
+        # kill(-1) signals every process of the caller's uid but itself; repeat
+        # until none is left, so a fork bomb cannot outrun one sweep.
+        script = "i=0; while kill -9 -1 2>/dev/null && [ $i -lt 200 ]; do i=$((i+1)); done; exit 0"
+        from docker.errors import DockerException
+        for _ in range(10):
+            try:
+                self._raw_exec(["sh", "-c", script], uid)
+                return
+            except DockerException:
+                time.sleep(0.2)  # pids cap full for a moment: try again
+        raise SandboxError(f"could not stop the processes of uid {uid}")
+
+    def _only_idle_processes(self) -> bool:
+        """True when nothing but the keep-alive runs (a cheap `docker top`, no exec needed).
+
+        Any doubt (an error, uids shifted by a user namespace) answers False, so the caller kills.
+        """
+        try:
+            top = self.client.api.top(self._cid(), ps_args="-o uid")
+        except Exception:  # noqa: BLE001
+            return False
+        uids = [row[0].strip() for row in top.get("Processes") or []]
+        return bool(uids) and all(u == str(IDLE_UID) for u in uids)
+
+    # -- files -------------------------------------------------------------
+    def write_files(self, dest: str, files: dict[str, FileEntry], *, uid: int = AGENT_UID,
+                    dir_mode: int = 0o755) -> None:
+        from docker.errors import DockerException
+
+        root, prefix = _split_mount(dest)
+        buf = io.BytesIO()
+        now = time.time()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            seen_dirs: set[str] = set()
+
+            def add_parents(rel: str) -> None:
+                parts = rel.split("/")
+                for i in range(1, len(parts)):
+                    d = "/".join(parts[:i])
+                    if d not in seen_dirs:
+                        seen_dirs.add(d)
+                        tar.addfile(_tarinfo(d, tarfile.DIRTYPE, dir_mode, uid, now))
+
+            if prefix:
+                add_parents(prefix + "/x")
+            for raw_path, entry in files.items():
+                rel = "/".join(p for p in (prefix, safe_relpath(raw_path)) if p)
+                add_parents(rel)
+                info = _tarinfo(rel, tarfile.REGTYPE, entry.mode, uid, now)
+                info.size = len(entry.content)
+                tar.addfile(info, io.BytesIO(entry.content))
+        try:
+            ok = self.client.api.put_archive(self._cid(), root, buf.getvalue())
+        except DockerException as e:
+            raise SandboxError(f"could not write files into {dest}: {_short(e)}") from e
+        if not ok:
+            raise SandboxError(f"could not write files into {dest}")
+
+    def read_file(self, path: str, max_bytes: int = 16 * 1024**2) -> bytes | None:
+        files = self._get_archive(path, max_bytes)
+        if files is None:
+            return None
+        if len(files) != 1 or "" not in files:
+            raise SandboxError(f"{path} is not a regular file")
+        return files[""]
+
+    def read_tree(self, path: str, max_bytes: int = 32 * 1024**2) -> dict[str, bytes]:
+        return self._get_archive(path, max_bytes) or {}
+
+    def _get_archive(self, path: str, max_bytes: int) -> dict[str, bytes] | None:
+        """Regular files at ``path``: {'' : data} for a file, {rel: data} for a folder."""
+        from docker.errors import DockerException, NotFound
+
+        try:
+            stream, stat = self.client.api.get_archive(self._cid(), path)
+        except NotFound:
+            return None
+        except DockerException as e:
+            raise SandboxError(f"could not read {path}: {_short(e)}") from e
+        buf = io.BytesIO()
+        for chunk in stream:
+            buf.write(chunk)
+            if buf.tell() > max_bytes + 1024 * 1024:
+                raise SandboxError(f"{path} is larger than {max_bytes} bytes")
+        buf.seek(0)
+        out: dict[str, bytes] = {}
+        total = 0
+        base = stat["name"]
+        with tarfile.open(fileobj=buf, mode="r") as tar:
+            for member in tar:
+                if not member.isreg():
+                    continue
+                rel = member.name[len(base):].lstrip("/") if member.name.startswith(base) else member.name
+                total += member.size
+                if total > max_bytes:
+                    raise SandboxError(f"{path} holds more than {max_bytes} bytes")
+                f = tar.extractfile(member)
+                out[rel] = f.read() if f else b""
+        return out
+
+
+def _split_mount(dest: str) -> tuple[str, str]:
+    """(mount root, path below it): files can only go into the sandbox's writable mounts."""
+    for root in (WORKSPACE, CONTROL):
+        if dest == root or dest.startswith(root + "/"):
+            rest = dest[len(root):].strip("/")
+            return root, safe_relpath(rest) if rest else ""
+    raise SandboxError(f"can only write under {WORKSPACE} or {CONTROL}, not {dest}")
+
+
+def _tarinfo(name: str, kind: bytes, mode: int, uid: int, mtime: float) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.mode = mode
+    info.uid = info.gid = uid
+    info.mtime = int(mtime)
+    return info
+
+
+def _short(e: BaseException) -> str:
+    text = getattr(e, "explanation", None) or str(e)
+    return str(text).strip().splitlines()[0][:300] if str(text).strip() else type(e).__name__
+
+
+def prune(client: "docker.DockerClient", *, everything: bool = False) -> tuple[int, int]:
+    """Remove agenteval containers and volumes whose owner process is gone.
+
+    ``everything`` also removes those of live runs on this host. Returns
+    (containers removed, volumes removed).
+    """
+    from docker.errors import DockerException, NotFound
+
+    host = socket.gethostname()
+
+    def orphaned(labels: dict[str, str]) -> bool:
+        if everything:
+            return True
+        owner_host, _, pid = labels.get(OWNER_LABEL, "").partition(":")
+        if owner_host != host or not pid.isdigit():
+            return owner_host == host or not owner_host
+        return not _pid_alive(int(pid))
+
+    containers = 0
+    for c in client.api.containers(all=True, filters={"label": LABEL}):
+        if orphaned(c.get("Labels") or {}):
+            try:
+                client.api.remove_container(c["Id"], force=True, v=True)
+                containers += 1
+            except NotFound:
+                pass
+    volumes = 0
+    for v in (client.api.volumes(filters={"label": LABEL}) or {}).get("Volumes") or []:
+        if orphaned(v.get("Labels") or {}):
+            try:
+                client.api.remove_volume(v["Name"], force=True)
+                volumes += 1
+            except (NotFound, DockerException):
+                pass
+    return containers, volumes
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie (killed, not yet reaped) counts as gone.
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1][:1] != "Z"
+    except OSError:
+        return True
+
+
+__all__ = ["DockerSandbox", "close_all_live", "prune", "owner_label"]

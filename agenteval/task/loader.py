@@ -1,0 +1,154 @@
+"""Reading a task folder into a ``Task``.
+
+The contract (a task is a folder)::
+
+    tasks/<name>/
+      task.toml        keys declared in agenteval.task.spec.TaskSpec
+      instruction.md   the prompt; a Jinja2 template (undefined variables are errors)
+      environment/     optional: copied into /workspace before the agent starts
+      tests/           the verifier: copied in only after the agent is done
+      solution/        reference solution for the `oracle` model (solve.sh and files)
+      graph.py         optional: a custom agent graph factory
+
+Everything that can be checked without Docker is checked here, at load time,
+so a broken task fails before any trial starts.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from pydantic import BaseModel, ValidationError
+
+from agenteval.errors import TaskError
+from agenteval.task.spec import TaskSpec, VariantSpec
+
+_IGNORED = {"__pycache__", ".pytest_cache", ".DS_Store"}
+
+
+@dataclass(frozen=True)
+class Task:
+    """A loaded, validated task folder."""
+
+    path: Path
+    spec: TaskSpec
+    instruction_template: str
+    content_hash: str
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def tests_dir(self) -> Path:
+        return self.path / "tests"
+
+    @property
+    def solution_dir(self) -> Path:
+        return self.path / "solution"
+
+    @property
+    def environment_dir(self) -> Path:
+        return self.path / "environment"
+
+    def variants(self, only: list[str] | None = None) -> list[VariantSpec]:
+        variants = self.spec.effective_variants()
+        if not only:
+            return variants
+        known = {v.id for v in variants}
+        unknown = [v for v in only if v not in known]
+        if unknown:
+            raise TaskError(f"{self.path}: no variant {unknown[0]!r} (variants: {', '.join(sorted(known))})")
+        return [v for v in variants if v.id in only]
+
+    def render_instruction(self, variant: VariantSpec) -> str:
+        return render_template(self.path / "instruction.md", self.instruction_template, self._context(variant))
+
+    def _context(self, variant: VariantSpec) -> dict[str, Any]:
+        return {**variant.params, "params": variant.params, "variant": variant.id,
+                "task": {"name": self.spec.name, "description": self.spec.description}}
+
+
+def render_template(path: Path, source: str, context: dict[str, Any]) -> str:
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
+    try:
+        return env.from_string(source).render(**context)
+    except jinja2.TemplateError as e:
+        line = f" line {e.lineno}" if isinstance(e, jinja2.TemplateSyntaxError) else ""
+        raise TaskError(f"{path}{line}: {e.message or e}") from None
+
+
+def load_task(path: str | Path) -> Task:
+    """Load and validate one task folder; raise TaskError naming file and key."""
+    root = Path(path)
+    if not root.is_dir():
+        raise TaskError(f"{root}: no such task folder")
+    toml_path = root / "task.toml"
+    if not toml_path.is_file():
+        raise TaskError(f"{toml_path}: missing (every task folder needs a task.toml)")
+    try:
+        raw = tomllib.loads(toml_path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise TaskError(f"{toml_path}: not valid TOML: {e}") from None
+    raw.setdefault("name", root.resolve().name)
+    try:
+        spec = TaskSpec.model_validate(raw)
+    except ValidationError as e:
+        raise TaskError(f"{toml_path}: {describe_validation_error(e, TaskSpec)}") from None
+
+    instruction_path = root / "instruction.md"
+    if not instruction_path.is_file():
+        raise TaskError(f"{instruction_path}: missing (the prompt the agent gets)")
+    if not (root / "tests").is_dir():
+        raise TaskError(f"{root / 'tests'}: missing (the hidden verifier)")
+    task = Task(path=root, spec=spec, instruction_template=instruction_path.read_text(encoding="utf-8"),
+                content_hash=hash_tree(root))
+    for variant in task.variants():
+        task.render_instruction(variant)
+    return task
+
+
+def describe_validation_error(error: ValidationError, model: type[BaseModel]) -> str:
+    """First problem of a pydantic error as one line: the key and what is wrong with it."""
+    first = error.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"])
+    if first["type"] == "extra_forbidden":
+        key = str(first["loc"][-1])
+        allowed = _allowed_keys(model, first["loc"][:-1])
+        hint = difflib.get_close_matches(key, allowed, n=1)
+        more = f"; did you mean {hint[0]!r}?" if hint else f" (allowed: {', '.join(sorted(allowed))})"
+        return f"unknown key {loc!r}{more}"
+    if first["type"] == "missing":
+        return f"missing key {loc!r}"
+    return f"key {loc!r}: {first['msg']}"
+
+
+def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = current.model_fields.get(part) if isinstance(current, type) and issubclass(current, BaseModel) else None
+        if field is None:
+            return []
+        ann = field.annotation
+        args = getattr(ann, "__args__", ())
+        current = next((a for a in (ann, *args) if isinstance(a, type) and issubclass(a, BaseModel)), None)
+    return list(current.model_fields) if current else []
+
+
+def hash_tree(root: Path) -> str:
+    """Content hash of a folder, so records say exactly which task version ran."""
+    h = hashlib.sha256()
+    for p in sorted(root.rglob("*")):
+        rel = p.relative_to(root)
+        if any(part in _IGNORED for part in rel.parts) or not p.is_file():
+            continue
+        h.update(str(rel).encode() + b"\0" + p.read_bytes() + b"\0")
+    return h.hexdigest()[:16]

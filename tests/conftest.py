@@ -1,0 +1,49 @@
+"""Shared fixtures. Integration tests need a real Docker engine: they skip with
+the reason when none answers, unless AGENTEVAL_REQUIRE_DOCKER=1 (CI), where a
+missing engine is a failure, never a silent pass."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> Any:
+    from agenteval.errors import EngineUnavailableError
+    from agenteval.sandbox.engine import connect
+
+    try:
+        return connect()
+    except EngineUnavailableError as e:
+        if os.environ.get("AGENTEVAL_REQUIRE_DOCKER") == "1":
+            pytest.fail(f"AGENTEVAL_REQUIRE_DOCKER=1 but {e}")
+        pytest.skip(f"needs a Docker engine: {e}")
+
+
+@pytest.fixture(scope="session")
+def python_image(docker_client: Any) -> str:
+    from agenteval.sandbox.images import ensure_image
+
+    return ensure_image(docker_client, "python", REPO / "sandboxes", log=lambda m: None)
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A scratch cwd where reports/ and the DuckDB file land, sandboxes/ resolvable."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("AGENTEVAL_SANDBOXES", str(REPO / "sandboxes"))
+    yield tmp_path
+
+
+def leftovers(client: Any) -> tuple[list[str], list[str]]:
+    """agenteval containers and volumes that still exist."""
+    containers = [c["Names"][0] for c in client.api.containers(all=True, filters={"label": "agenteval.managed"})]
+    volumes = [v["Name"] for v in (client.api.volumes(filters={"label": "agenteval.managed"}) or {}).get("Volumes") or []]
+    return containers, volumes
