@@ -183,6 +183,38 @@ def runs(db: Path = DB_OPT) -> None:
     _guard(body)
 
 
+@app.command()
+def verify(task: str = typer.Argument(..., help="Task folder."),
+           solution: Path = typer.Option(..., "--solution", "-s", help="Folder whose files are the workspace."),
+           variant: Optional[str] = typer.Option(None, "--variant", help="Variant id (needed when there are several)."),
+           artifacts: Optional[Path] = typer.Option(None, "--artifacts", help="Save the verifier's screenshots here."),
+           ) -> None:
+    """Run a task's hidden verifier on a solution folder: exit 0 pass, 1 fail, 2 bad input."""
+    from rich.table import Table
+
+    from agenteval.runner.solution import verify_solution
+
+    outcome = _guard(lambda: verify_solution(task, solution, variant, artifacts,
+                                             log=lambda m: err_console.print(m, markup=False)))
+    if outcome.verdict is None:
+        err_console.print(f"[red]verify_error:[/red] {outcome.error}", highlight=False)
+        raise typer.Exit(1)
+    table = Table()
+    for col in ("", "check", "message"):
+        table.add_column(col)
+    for c in outcome.verdict.checks:
+        table.add_row("[green]pass[/green]" if c.passed else "[red]FAIL[/red]", c.name, c.message)
+    console.print(table)
+    for a in outcome.artifacts:
+        console.print(f"artifact: {artifacts / a.name if artifacts else a.name}")
+    failed = sum(not c.passed for c in outcome.verdict.checks)
+    if outcome.verdict.passed:
+        console.print(f"[green]pass[/green]: {len(outcome.verdict.checks)} checks")
+        return
+    console.print(f"[red]fail[/red]: {failed} of {len(outcome.verdict.checks)} checks failed")
+    raise typer.Exit(1)
+
+
 @sandbox_app.command("build")
 def sandbox_build(name: Optional[str] = typer.Argument(None, help="One sandboxes/<NAME> (default: all)."),
                   rebuild: bool = typer.Option(False, "--rebuild", help="Build even if the tag exists.")) -> None:

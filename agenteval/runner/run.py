@@ -4,6 +4,7 @@ each record as it arrives (this process is the only writer), survives Ctrl-C.
 
 from __future__ import annotations
 
+import functools
 import secrets
 import signal
 import threading
@@ -159,7 +160,7 @@ def execute_run(opts: RunOptions, observer: RunObserver | None = None,
 def _drive(todo: list[TrialSpec], env: TrialEnv, executor: Executor, store: Store,
            observer: RunObserver, close_all_live: Callable[[], int]) -> bool:
     """Submit trials and commit each as it finishes. Returns True when interrupted."""
-    pending: set[Future[TrialRecord]] = {executor.submit(lambda s=spec: run_trial(s, env)) for spec in todo}
+    pending: set[Future[TrialRecord]] = {executor.submit(functools.partial(run_trial, spec, env)) for spec in todo}
     previous = _sigterm_as_interrupt()
     try:
         while pending:

@@ -102,6 +102,10 @@ class Sandbox(abc.ABC):
         """Write files (paths relative to ``dest``, parents created) owned by ``uid``."""
 
     @abc.abstractmethod
+    def write_tree(self, dest: str, src: Path, *, uid: int = AGENT_UID) -> None:
+        """Copy a local folder as it is (directories, modes, symlinks) into ``dest``, owned by ``uid``."""
+
+    @abc.abstractmethod
     def read_file(self, path: str, max_bytes: int = 16 * 1024**2) -> bytes | None:
         """Content of a regular file, or None when it does not exist. Raises SandboxError if too big."""
 

@@ -17,6 +17,7 @@ import tarfile
 import threading
 import time
 import uuid
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from agenteval.errors import SandboxError
@@ -249,7 +250,7 @@ class DockerSandbox(Sandbox):
         """A short internal command whose output agenteval itself reads (not recorded)."""
         api = self.client.api
         exec_id = api.exec_create(self._cid(), argv, user=f"{uid}:{uid}")["Id"]
-        return api.exec_start(exec_id).decode("utf-8", errors="replace")
+        return bytes(api.exec_start(exec_id)).decode("utf-8", errors="replace")
 
     def kill_processes(self, uid: int) -> None:
         if uid == IDLE_UID:
@@ -313,6 +314,29 @@ class DockerSandbox(Sandbox):
             raise SandboxError(f"could not write files into {dest}: {_short(e)}") from e
         if not ok:
             raise SandboxError(f"could not write files into {dest}")
+
+    def write_tree(self, dest: str, src: Path, *, uid: int = AGENT_UID) -> None:
+        from docker.errors import DockerException
+
+        root, prefix = _split_mount(dest)
+
+        def own(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
+            if not (info.isfile() or info.isdir() or info.issym()):
+                return None  # devices, fifos: never copied into a sandbox
+            info.uid = info.gid = uid
+            info.uname = info.gname = ""
+            return info
+
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            for child in sorted(src.iterdir()):
+                tar.add(child, arcname="/".join(p for p in (prefix, child.name) if p), filter=own)
+        try:
+            ok = self.client.api.put_archive(self._cid(), root, buf.getvalue())
+        except DockerException as e:
+            raise SandboxError(f"could not copy {src} into {dest}: {_short(e)}") from e
+        if not ok:
+            raise SandboxError(f"could not copy {src} into {dest}")
 
     def read_file(self, path: str, max_bytes: int = 16 * 1024**2) -> bytes | None:
         files = self._get_archive(path, max_bytes)

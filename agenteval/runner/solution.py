@@ -1,0 +1,43 @@
+"""Checking a hand-written or saved solution: the folder is the workspace, the
+task's hidden verifier judges it in the same sandbox a trial would use.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from agenteval.errors import BadInputError
+from agenteval.sandbox.base import AGENT_UID, WORKSPACE, SandboxLimits
+from agenteval.task import Task, VariantSpec, load_task
+from agenteval.verify import VerifyOutcome, verify_trial
+
+
+def pick_variant(task: Task, variant_id: str | None) -> VariantSpec:
+    variants = task.variants([variant_id] if variant_id else None)
+    if len(variants) > 1:
+        raise BadInputError(f"{task.path} has {len(variants)} variants: choose one with --variant "
+                            f"({', '.join(v.id for v in variants)})")
+    return variants[0]
+
+
+def verify_solution(task_path: str | Path, solution: str | Path, variant_id: str | None = None,
+                    artifacts_dir: Path | None = None, log: Callable[[str], None] = print) -> VerifyOutcome:
+    """Run ``task``'s verifier on the files in ``solution`` (copied into /workspace as the agent's)."""
+    from agenteval.sandbox.docker import DockerSandbox
+    from agenteval.sandbox.engine import connect
+    from agenteval.sandbox.images import ensure_image, find_sandboxes_dir
+
+    task = load_task(task_path)
+    src = Path(solution)
+    if not src.is_dir():
+        raise BadInputError(f"{src}: no such folder (--solution takes the folder that becomes /workspace)")
+    variant = pick_variant(task, variant_id)
+    client = connect()
+    image = ensure_image(client, task.spec.sandbox.image, find_sandboxes_dir(task.path), log)
+    with DockerSandbox(client, image, SandboxLimits.from_spec(task.spec.sandbox),
+                       labels={"agenteval.run": "verify"}) as sandbox:
+        if task.environment_dir.is_dir():
+            sandbox.write_tree(WORKSPACE, task.environment_dir, uid=AGENT_UID)
+        sandbox.write_tree(WORKSPACE, src, uid=AGENT_UID)
+        return verify_trial(sandbox, task, variant, artifacts_dir, str(artifacts_dir or ""))
