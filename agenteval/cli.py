@@ -262,6 +262,37 @@ def tasks_list(paths: list[str] = typer.Argument(None, help="Task folders (defau
     _guard(body)
 
 
+@tasks_app.command("validate")
+def tasks_validate(paths: list[str] = typer.Argument(None, help="Task folders (default: tasks/*)."),
+                   repeat: int = typer.Option(1, "--repeat", "-k", min=1, help="Oracle runs per variant."),
+                   concurrency: int = typer.Option(2, "--concurrency", "-j", min=1, help="Trials at once.")) -> None:
+    """Check every task: the oracle passes K of K times (else flaky) and nop fails, on every variant."""
+    from rich.table import Table
+
+    from agenteval.runner.validate import validate_tasks
+
+    found = list(paths or sorted(str(p.parent) for p in Path("tasks").glob("*/task.toml")))
+    progress = _Progress()
+    with progress:
+        rows = _guard(lambda: validate_tasks(found, repeat, concurrency, observer=progress, log=progress.log))
+    table = Table(title="task validation")
+    for col in ("task", "variant", "oracle", "nop", "status"):
+        table.add_column(col)
+    for r in rows:
+        colour = "green" if r.status == "ok" else "red"
+        table.add_row(r.task, r.variant, f"{r.oracle_passed}/{r.repeat}", f"{r.nop_passed}/{r.nop_total} passed",
+                      f"[{colour}]{r.status}[/{colour}]")
+    console.print(table)
+    bad = [r for r in rows if r.status != "ok"]
+    for r in bad:
+        for problem in r.problems[:3]:
+            err_console.print(f"{r.task}/{r.variant}: {problem}", markup=False, highlight=False)
+    if bad:
+        err_console.print(f"[red]{len(bad)} of {len(rows)} variants have problems[/red]")
+        raise typer.Exit(1)
+    console.print(f"all {len(rows)} variants ok")
+
+
 def main() -> None:
     try:
         app()

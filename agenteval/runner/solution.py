@@ -37,7 +37,7 @@ def verify_solution(task_path: str | Path, solution: str | Path, variant_id: str
     image = ensure_image(client, task.spec.sandbox.image, find_sandboxes_dir(task.path), log)
     with DockerSandbox(client, image, SandboxLimits.from_spec(task.spec.sandbox),
                        labels={"agenteval.run": "verify"}) as sandbox:
-        if task.environment_dir.is_dir():
-            sandbox.write_tree(WORKSPACE, task.environment_dir, uid=AGENT_UID)
+        for env_dir in task.environment_dirs(variant):
+            sandbox.write_tree(WORKSPACE, env_dir, uid=AGENT_UID)
         sandbox.write_tree(WORKSPACE, src, uid=AGENT_UID)
         return verify_trial(sandbox, task, variant, artifacts_dir, str(artifacts_dir or ""))

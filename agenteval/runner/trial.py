@@ -18,7 +18,7 @@ from agenteval.agent import run_agent
 from agenteval.errors import AgentEvalError, SandboxError
 from agenteval.models.base import AgentContext, AgentOutcome, ModelSpec
 from agenteval.records import FailureMode, Fingerprint, TrialRecord, utcnow
-from agenteval.sandbox.base import AGENT_UID, WORKSPACE, Sandbox, files_from_dir
+from agenteval.sandbox.base import AGENT_UID, WORKSPACE, Sandbox
 from agenteval.task import Task, VariantSpec
 from agenteval.verify import VerifyOutcome, verify_trial
 
@@ -88,8 +88,8 @@ def run_trial(spec: TrialSpec, env: TrialEnv) -> TrialRecord:
     try:
         sandbox = env.make_sandbox(spec.task, {"agenteval.run": env.run_id, "agenteval.trial": trial_id})
         sandbox.start()
-        if spec.task.environment_dir.is_dir():
-            sandbox.write_files(WORKSPACE, files_from_dir(spec.task.environment_dir), uid=AGENT_UID)
+        for env_dir in spec.task.environment_dirs(spec.variant):
+            sandbox.write_tree(WORKSPACE, env_dir, uid=AGENT_UID)
         t = mark("setup_s", t0)
         if env.cancel.is_set():
             raise SandboxError("run interrupted")

@@ -67,6 +67,11 @@ class Task:
             raise TaskError(f"{self.path}: no variant {unknown[0]!r} (variants: {', '.join(sorted(known))})")
         return [v for v in variants if v.id in only]
 
+    def environment_dirs(self, variant: VariantSpec) -> list[Path]:
+        """What is copied into /workspace before the agent starts, in order."""
+        dirs = [self.environment_dir] if self.environment_dir.is_dir() else []
+        return dirs + ([self.path / variant.environment] if variant.environment else [])
+
     def render_instruction(self, variant: VariantSpec) -> str:
         return render_template(self.path / "instruction.md", self.instruction_template, self._context(variant))
 
@@ -111,6 +116,11 @@ def load_task(path: str | Path) -> Task:
                 content_hash=hash_tree(root))
     for variant in task.variants():
         task.render_instruction(variant)
+        if variant.environment:
+            env_dir = (root / variant.environment).resolve()
+            if not env_dir.is_dir() or not env_dir.is_relative_to(root.resolve()):
+                raise TaskError(f"{toml_path}: variant {variant.id!r}: environment {variant.environment!r} "
+                                "is not a folder inside the task")
     return task
 
 

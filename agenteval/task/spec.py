@@ -69,6 +69,7 @@ class VariantSpec(_Strict):
     id: str = Field(description="Stable id, used in trial keys and --variant.")
     description: str = Field(default="", description="What this variant asks for.")
     params: dict[str, Any] = Field(default_factory=dict, description="Template variables for instruction.md and the verifier.")
+    environment: str | None = Field(default=None, description="Folder of the task copied into /workspace for this variant only, after environment/.")
 
     @field_validator("id")
     @classmethod

@@ -121,3 +121,16 @@ def test_repo_tasks_load() -> None:
     assert tasks, "the repository ships tasks"
     for t in tasks:
         assert load_task(t).variants()
+
+
+def test_variant_environment_folder(tmp_path: Path) -> None:
+    root = make_task(tmp_path / "t", '[[variants]]\nid = "a"\nenvironment = "envs/a"\n', "x\n")
+    with pytest.raises(TaskError, match="environment 'envs/a' is not a folder inside the task"):
+        load_task(root)
+    (root / "envs" / "a").mkdir(parents=True)
+    (root / "environment").mkdir()
+    task = load_task(root)
+    assert task.environment_dirs(task.variants()[0]) == [root / "environment", root / "envs" / "a"]
+    (root / "task.toml").write_text('[[variants]]\nid = "a"\nenvironment = "../"\n')
+    with pytest.raises(TaskError, match="not a folder inside the task"):
+        load_task(root)

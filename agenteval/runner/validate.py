@@ -1,0 +1,57 @@
+"""Task validation: the oracle passes K out of K times and nop fails, on every
+variant. A task that fails this measures nothing (CI runs it on every task).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from agenteval.runner.run import RunObserver, RunOptions, execute_run
+
+
+@dataclass
+class VariantValidation:
+    task: str
+    variant: str
+    repeat: int
+    oracle_passed: int = 0
+    nop_passed: int = 0
+    nop_total: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def status(self) -> str:
+        if self.oracle_passed == 0:
+            return "oracle fails"
+        if self.oracle_passed < self.repeat:
+            return "flaky"
+        if self.nop_passed:
+            return "nop passes"
+        return "ok"
+
+
+def validate_tasks(paths: list[str], repeat: int = 1, concurrency: int = 1, db: Path | None = None,
+                   observer: RunObserver | None = None,
+                   log: Callable[[str], None] = print) -> list[VariantValidation]:
+    with tempfile.TemporaryDirectory(prefix="agenteval-validate-") as tmp:
+        store = db or Path(tmp) / "validate.duckdb"
+        common = dict(task_paths=paths, concurrency=concurrency, db=store, out=Path(tmp) / "reports")
+        oracle = execute_run(RunOptions(models=["oracle"], samples=repeat, **common), observer, log)  # type: ignore[arg-type]
+        nop = execute_run(RunOptions(models=["nop"], samples=1, **common), observer, log)  # type: ignore[arg-type]
+    rows: dict[tuple[str, str], VariantValidation] = {}
+    for r in oracle.records + nop.records:
+        row = rows.setdefault((r.task, r.variant), VariantValidation(r.task, r.variant, repeat))
+        if r.model == "oracle":
+            row.oracle_passed += int(r.passed)
+            if not r.passed:
+                row.problems.append(f"oracle sample {r.sample}: {r.failure_mode.value if r.failure_mode else ''} "
+                                    f"{r.error or ''}".strip())
+        else:
+            row.nop_total += 1
+            row.nop_passed += int(r.passed)
+            if r.passed:
+                row.problems.append("nop passed: the verifier accepts an untouched workspace")
+    return list(rows.values())
