@@ -1,19 +1,69 @@
 """The agent phase: composes a model with a task inside a sandbox.
 
 Models that act on the sandbox themselves (``DirectSolver``: oracle, nop) are
-called directly; chat models are driven by an agent graph (LangGraph), built
-by a factory per trial.
+called directly. Chat models answer once (single-shot): every file they
+write comes back in a fenced block ``file:PATH`` and is written into
+/workspace, then the verifier judges it. (The multi-step tool-using graph
+builds on this.)
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-from agenteval.errors import ModelSpecError
 from agenteval.models.base import AgentContext, AgentOutcome, DirectSolver
+from agenteval.models.chat import ModelCallError
+from agenteval.sandbox.base import WORKSPACE, FileEntry, safe_relpath
+
+SINGLE_SHOT_SYSTEM = """You are an expert software engineer completing a task in a Linux workspace (/workspace).
+You cannot run commands. Answer with the complete content of every file you create, each in its own
+fenced block whose info string is `file:` and the path relative to /workspace, like this:
+
+~~~file:src/main.py
+print("hello")
+~~~
+
+Use ~~~ fences (so ``` inside a file is safe). Files are written exactly as given; nothing else is."""
+
+_FILE_BLOCK = re.compile(r"^(?P<fence>~{3,}|`{3,})[ \t]*file:[ \t]*(?P<path>[^\n`~]+?)[ \t]*\n(?P<body>.*?)\n(?P=fence)[ \t]*$",
+                         re.MULTILINE | re.DOTALL)
+MAX_SINGLE_SHOT_TOKENS = 8192
+
+
+def extract_files(answer: str) -> tuple[dict[str, FileEntry], list[str]]:
+    """Files named in ``file:PATH`` blocks (last one wins) and the paths refused."""
+    files: dict[str, FileEntry] = {}
+    refused: list[str] = []
+    for m in _FILE_BLOCK.finditer(answer):
+        try:
+            path = safe_relpath(m["path"].strip())
+        except ValueError:
+            refused.append(m["path"].strip())
+            continue
+        files[path] = FileEntry((m["body"] + "\n").encode("utf-8"), 0o755 if path.endswith(".sh") else 0o644)
+    return files, refused
 
 
 def run_agent(model: Any, ctx: AgentContext) -> AgentOutcome:
     if isinstance(model, DirectSolver):
         return model.solve(ctx)
-    raise ModelSpecError(f"model {getattr(model, 'spec', model)!r} cannot drive an agent yet")
+    return single_shot(model, ctx)
+
+
+def single_shot(model: Any, ctx: AgentContext) -> AgentOutcome:
+    messages = [{"role": "system", "content": SINGLE_SHOT_SYSTEM}, {"role": "user", "content": ctx.instruction}]
+    transcript: list[dict[str, Any]] = list(messages)
+    try:
+        resp = model.chat(messages, max_tokens=min(ctx.budget.max_total_tokens, MAX_SINGLE_SHOT_TOKENS),
+                          timeout_s=ctx.budget.timeout_sec)
+    except ModelCallError as e:
+        status = "infra_error" if e.kind == "infra" else "model_error"
+        return AgentOutcome(status, str(e), model_calls=[e.call], transcript=transcript)
+    transcript.append({"role": "assistant", "content": resp.content, "reasoning": resp.reasoning})
+    files, refused = extract_files(resp.content)
+    if files:
+        ctx.sandbox.write_files(WORKSPACE, files)
+    note = f"wrote {len(files)} files" + (f"; refused paths {refused}" if refused else "")
+    status = "limit" if resp.finish_reason == "length" and not files else "done"
+    return AgentOutcome(status, note, model_calls=[resp.call], transcript=transcript)

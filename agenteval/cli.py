@@ -27,11 +27,15 @@ app = typer.Typer(name="agenteval", no_args_is_help=True, add_completion=False,
                   help="Can this local, quantized model really do the job, and how fast?")
 sandbox_app = typer.Typer(no_args_is_help=True, help="Build sandbox images, remove leftovers.")
 tasks_app = typer.Typer(no_args_is_help=True, help="Inspect task folders.")
+models_app = typer.Typer(no_args_is_help=True, help="Model aliases and local test models.")
 app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(tasks_app, name="tasks")
+app.add_typer(models_app, name="models")
 
 DB_OPT = typer.Option(Path("reports/agenteval.duckdb"), "--db", envvar="AGENTEVAL_DB",
                       help="DuckDB file the run is recorded in.")
+CONFIG_OPT = typer.Option(None, "--config", envvar="AGENTEVAL_CONFIG",
+                          help="agenteval.toml with model aliases and run defaults [default: ./agenteval.toml].")
 OUT_OPT = typer.Option(Path("reports"), "--out", envvar="AGENTEVAL_OUT",
                        help="Folder for reports: <out>/<run-id>/index.html.")
 
@@ -64,18 +68,25 @@ def run(
                                     help="provider:name[@base_url], or oracle / nop. Repeat to compare."),
     samples: Optional[int] = typer.Option(None, "--samples", "-n", envvar="AGENTEVAL_SAMPLES", min=1,
                                           help="Samples per variant (default: the task's own)."),
-    concurrency: int = typer.Option(1, "--concurrency", "-j", envvar="AGENTEVAL_CONCURRENCY", min=1,
-                                    help="Trials at once (sandboxes alive at once)."),
+    concurrency: Optional[int] = typer.Option(None, "--concurrency", "-j", envvar="AGENTEVAL_CONCURRENCY", min=1,
+                                              help="Trials at once (sandboxes alive at once) [default: 1]."),
     variant: list[str] = typer.Option([], "--variant", help="Only these variant ids. Repeatable."),
     resume: Optional[str] = typer.Option(None, "--resume", help="Run the trials a run RUN_ID is missing."),
-    db: Path = DB_OPT,
-    out: Path = OUT_OPT,
+    db: Optional[Path] = typer.Option(None, "--db", envvar="AGENTEVAL_DB",
+                                      help="DuckDB file the run is recorded in [default: reports/agenteval.duckdb]."),
+    out: Optional[Path] = typer.Option(None, "--out", envvar="AGENTEVAL_OUT",
+                                       help="Folder for reports: <out>/<run-id>/index.html [default: reports]."),
+    config: Optional[Path] = CONFIG_OPT,
 ) -> None:
     """Run every model on every task variant and sample, then write the report."""
+    from agenteval.config import load_config
     from agenteval.runner import RunOptions, execute_run
 
-    opts = RunOptions(task_paths=list(paths or []), models=list(model), samples=samples,
-                      concurrency=concurrency, variants=list(variant), db=db, out=out, resume=resume)
+    defaults = _guard(lambda: load_config(config)).run
+    opts = RunOptions(task_paths=list(paths or []), models=list(model), samples=samples or defaults.samples,
+                      concurrency=concurrency or defaults.concurrency or 1, variants=list(variant),
+                      db=db or Path(defaults.db or "reports/agenteval.duckdb"), out=out or Path(defaults.out or "reports"),
+                      resume=resume, config=config)
     if resume and (paths or model):
         err_console.print("[red]error:[/red] --resume takes the tasks and models of the run it resumes")
         raise typer.Exit(2)
@@ -291,6 +302,37 @@ def tasks_validate(paths: list[str] = typer.Argument(None, help="Task folders (d
         err_console.print(f"[red]{len(bad)} of {len(rows)} variants have problems[/red]")
         raise typer.Exit(1)
     console.print(f"all {len(rows)} variants ok")
+
+
+@models_app.command("create-test-model")
+def models_create_test_model(directory: Path = typer.Argument(..., help="Folder to write the model into."),
+                             gguf: Optional[str] = typer.Option(None, "--gguf", help="Also write a GGUF quantized "
+                                                                "by llama.cpp: Q4_K_M, Q8_0, ..."),
+                             seed: int = typer.Option(0, "--seed", help="Seed of the random weights.")) -> None:
+    """Build a tiny RANDOM-WEIGHT chat model here (no download): for trying the pipeline, not for results."""
+    from agenteval.models.testmodel import create_test_model
+
+    written = _guard(lambda: create_test_model(directory, gguf=gguf, seed=seed))
+    console.print(f"wrote a random-weight test model ({written['parameters']:,} parameters) to {directory}"
+                  + (f"; GGUF: {written['gguf']}" if written.get("gguf") else ""))
+
+
+@models_app.command("list")
+def models_list(config: Optional[Path] = CONFIG_OPT) -> None:
+    """Show the providers and the aliases of agenteval.toml."""
+    from rich.table import Table
+
+    from agenteval.config import load_config
+    from agenteval.models.registry import providers
+
+    cfg = _guard(lambda: load_config(config))
+    console.print("providers: " + ", ".join(sorted(providers())))
+    table = Table(title=f"aliases ({cfg.path or 'no agenteval.toml'})")
+    for col in ("alias", "provider", "engine", "path / url", "context"):
+        table.add_column(col)
+    for alias, m in sorted(cfg.models.items()):
+        table.add_row(alias, m.provider, m.engine or "-", m.path or m.base_url or "-", str(m.context))
+    console.print(table)
 
 
 def main() -> None:

@@ -79,6 +79,30 @@ class ExecRecord(BaseModel):
     truncated: bool = Field(default=False, description="Output went past the cap and was cut.")
 
 
+class ModelCall(BaseModel):
+    """Telemetry of one model call. Token counts come from the server's usage;
+    ``tokens_estimated`` marks figures counted with a tokenizer instead."""
+
+    index: int = Field(default=0, description="Order of the call within its trial.")
+    model: str = ""
+    started_at: datetime = Field(default_factory=lambda: utcnow())
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    reasoning_tokens: int | None = None
+    tokens_estimated: bool = Field(default=False, description="Counts come from a tokenizer, not the server.")
+    ttft_s: float | None = Field(default=None, description="Time to the first token of any kind.")
+    ttfat_s: float | None = Field(default=None, description="Time to the first answer token, after any thinking.")
+    decode_s: float | None = Field(default=None, description="First token to last token.")
+    decode_tokens_per_s: float | None = Field(default=None, description="completion_tokens / decode_s.")
+    e2e_s: float = Field(default=0.0, description="Request sent to response complete.")
+    finish_reason: str | None = None
+    concurrency: int = Field(default=1, description="Requests in flight to this model when the call started.")
+    retries: int = 0
+    server_timings: dict[str, Any] = Field(default_factory=dict, description="The server's own figures, as sent.")
+    error: str | None = None
+    error_kind: str | None = Field(default=None, description="'infra' (server, network) or 'model' (its output).")
+
+
 class Artifact(BaseModel):
     """A file the verifier saved for people to look at (a screenshot, a log)."""
 
@@ -129,6 +153,8 @@ class TrialRecord(BaseModel):
     teardown_s: float = 0.0
     verdict: Verdict | None = None
     execs: list[ExecRecord] = Field(default_factory=list)
+    model_calls: list[ModelCall] = Field(default_factory=list, description="Telemetry of every model call.")
+    transcript: list[dict[str, Any]] = Field(default_factory=list, description="Messages, reasoning kept apart.")
     artifacts: list[Artifact] = Field(default_factory=list)
     fingerprint: Fingerprint
 

@@ -17,7 +17,7 @@ from typing import Any, Callable
 from pydantic import BaseModel
 
 from agenteval.errors import StoreError
-from agenteval.records import Check, ExecRecord, RunRecord, TrialRecord, utcnow
+from agenteval.records import Check, ExecRecord, ModelCall, RunRecord, TrialRecord, utcnow
 
 DEFAULT_DB = Path("reports") / "agenteval.duckdb"
 
@@ -48,6 +48,7 @@ TABLES = (
     Table("trials", TrialRecord, key=("trial_id",), children=(
         Child("trial_execs", ExecRecord, ("execs",)),
         Child("trial_checks", Check, ("verdict", "checks")),
+        Child("trial_model_calls", ModelCall, ("model_calls",)),
     )),
 )
 _TRIALS = TABLES[1]

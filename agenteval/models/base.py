@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from agenteval.errors import ModelSpecError
-from agenteval.records import Fingerprint
+from agenteval.records import Fingerprint, ModelCall
 from agenteval.sandbox.base import Sandbox
 from agenteval.task import Task, VariantSpec
 from agenteval.task.spec import AgentSpec
@@ -28,9 +28,12 @@ class ModelSpec:
     provider: str
     name: str = ""
     base_url: str | None = None
+    alias: str | None = None  # the agenteval.toml name, when the model came from one
 
     @property
     def label(self) -> str:
+        if self.alias:
+            return self.alias
         text = self.provider + (f":{self.name}" if self.name else "")
         return text + (f"@{self.base_url}" if self.base_url else "")
 
@@ -58,9 +61,11 @@ class AgentContext:
 class AgentOutcome:
     """How the agent phase ended; the verifier runs in every case."""
 
-    status: str = "done"  # 'done' | 'limit' | 'model_error'
+    status: str = "done"  # 'done' | 'limit' | 'model_error' | 'infra_error'
     message: str = ""
     details: dict[str, Any] = field(default_factory=dict)
+    model_calls: list[ModelCall] = field(default_factory=list)
+    transcript: list[dict[str, Any]] = field(default_factory=list)
 
 
 @runtime_checkable

@@ -20,7 +20,10 @@ from agenteval.models.base import ModelSpec, base_fingerprint
 from agenteval.models.registry import create_model
 from agenteval.records import Fingerprint, RunRecord, TrialRecord, utcnow
 from agenteval.runner.executor import Executor, LocalExecutor
-from agenteval.runner.trial import TrialEnv, TrialInterrupted, TrialSpec, run_trial
+from agenteval.models.chat import ModelCallError, close_all_streams
+from agenteval.models.servers import ServerStartError
+from agenteval.records import FailureMode
+from agenteval.runner.trial import TrialEnv, TrialInterrupted, TrialSpec, failed_record, run_trial
 from agenteval.sandbox.base import Sandbox, SandboxLimits
 from agenteval.store import DEFAULT_DB, Store
 from agenteval.task import Task, load_task
@@ -36,10 +39,12 @@ class RunOptions:
     db: Path = DEFAULT_DB
     out: Path = Path("reports")
     resume: str | None = None
+    config: Path | None = None
 
     def to_config(self) -> dict[str, Any]:
         return {"task_paths": self.task_paths, "models": self.models, "samples": self.samples,
-                "concurrency": self.concurrency, "variants": self.variants}
+                "concurrency": self.concurrency, "variants": self.variants,
+                "config": str(self.config) if self.config else None}
 
 
 @dataclass
@@ -88,9 +93,12 @@ def prepare(opts: RunOptions, log: Callable[[str], None]) -> tuple[list[Task], d
     names = [t.name for t in tasks]
     if len(set(names)) != len(names):
         raise BadInputError(f"two task folders share the name {max(names, key=names.count)!r}")
+    from agenteval.config import load_config
+
+    config = load_config(opts.config)
     models: dict[str, Any] = {}
     for text in opts.models:
-        model = create_model(text)
+        model = create_model(text, config)
         models[model.spec.label] = model
         for task in tasks:
             model.check_task(task)
@@ -101,6 +109,10 @@ def prepare(opts: RunOptions, log: Callable[[str], None]) -> tuple[list[Task], d
     from agenteval.sandbox.images import ensure_image, find_sandboxes_dir
 
     client = connect()
+    for model in models.values():  # slow checks last: engine installed, model file there (or built)
+        preflight = getattr(model, "preflight", None)
+        if preflight is not None:
+            preflight(log)
     images = {t.name: ensure_image(client, t.spec.sandbox.image, find_sandboxes_dir(t.path), log) for t in tasks}
     return tasks, models, client, images
 
@@ -114,7 +126,8 @@ def execute_run(opts: RunOptions, observer: RunObserver | None = None,
             cfg = previous.config
             opts = RunOptions(task_paths=cfg["task_paths"], models=cfg["models"], samples=cfg["samples"],
                               concurrency=opts.concurrency if opts.concurrency > 1 else cfg["concurrency"],
-                              variants=cfg["variants"], db=opts.db, out=opts.out, resume=opts.resume)
+                              variants=cfg["variants"], db=opts.db, out=opts.out, resume=opts.resume,
+                              config=opts.config or (Path(cfg["config"]) if cfg.get("config") else None))
         tasks, models, client, images = prepare(opts, log)
         from agenteval.sandbox.docker import DockerSandbox, close_all_live
         from agenteval.sandbox.engine import server_version
@@ -133,13 +146,14 @@ def execute_run(opts: RunOptions, observer: RunObserver | None = None,
         observer.planned(len(todo), len(trials) - len(todo))
 
         docker_version = server_version(client)
+        image_ids = {t.name: client.images.get(images[t.name]).id for t in tasks}
         fingerprints: dict[tuple[str, str], Fingerprint] = {}
-        for model in models.values():
+
+        def fingerprint(model: Any) -> None:
             for task in tasks:
-                image = images[task.name]
                 fingerprints[(model.spec.label, task.name)] = base_fingerprint(
-                    model.spec, docker_version=docker_version, image=image,
-                    image_id=client.images.get(image).id, model_info=model.fingerprint_info())
+                    model.spec, docker_version=docker_version, image=images[task.name],
+                    image_id=image_ids[task.name], model_info=model.fingerprint_info())
 
         def make_sandbox(task: Task, labels: dict[str, str]) -> Sandbox:
             return DockerSandbox(client, images[task.name], SandboxLimits.from_spec(task.spec.sandbox), labels)
@@ -148,13 +162,46 @@ def execute_run(opts: RunOptions, observer: RunObserver | None = None,
         env = TrialEnv(run_id=run_id, make_sandbox=make_sandbox, models=models, fingerprints=fingerprints,
                        artifacts_root=out_dir / "artifacts")
         executor = executor or LocalExecutor(opts.concurrency)
-        interrupted = _drive(todo, env, executor, store, observer, close_all_live)
+        interrupted = False
+        try:
+            for label, model in models.items():  # one model at a time: one server on the GPU
+                group = [t for t in todo if t.model.label == label]
+                if not group:
+                    continue
+                interrupted = _run_model(model, group, env, executor, store, observer, fingerprint, log,
+                                         close_all_live)
+                if interrupted:
+                    break
+        finally:
+            executor.shutdown(cancel_pending=True)
         store.finish_run(run_id, "interrupted" if interrupted else "completed")
         from agenteval.report import render_run
 
         report = render_run(store, run_id, out_dir)
         return RunResult(run=store.run(run_id), records=store.trials(run_id), report=report,
                          interrupted=interrupted, skipped=len(trials) - len(todo))
+
+
+def _run_model(model: Any, group: list[TrialSpec], env: TrialEnv, executor: Executor, store: Store,
+               observer: RunObserver, fingerprint: Callable[[Any], None], log: Callable[[str], None],
+               close_all_live: Callable[[], int]) -> bool:
+    """Serve one model (start its server, warm up), run its trials, stop. True when interrupted."""
+    serving = getattr(model, "serving", None)
+    if serving is None:
+        fingerprint(model)
+        return _drive(group, env, executor, store, observer, close_all_live)
+    try:
+        with serving(log):
+            fingerprint(model)
+            return _drive(group, env, executor, store, observer, close_all_live)
+    except (ServerStartError, ModelCallError) as e:
+        log(f"{model.spec.label}: {e}; its {len(group)} trials are recorded as infra_error")
+        fingerprint(model)
+        for spec in group:
+            record = failed_record(spec, env, FailureMode.infra_error, f"model unavailable: {e}")
+            store.commit_trial(record)
+            observer.trial_done(record)
+        return False
 
 
 def _drive(todo: list[TrialSpec], env: TrialEnv, executor: Executor, store: Store,
@@ -175,6 +222,7 @@ def _drive(todo: list[TrialSpec], env: TrialEnv, executor: Executor, store: Stor
             for fut in pending:
                 fut.cancel()
             close_all_live()
+            close_all_streams()
             executor.shutdown(cancel_pending=True)
             for fut in pending:
                 if fut.done() and not fut.cancelled():
@@ -184,7 +232,6 @@ def _drive(todo: list[TrialSpec], env: TrialEnv, executor: Executor, store: Stor
             signal.signal(signal.SIGINT, old)
         return True
     finally:
-        executor.shutdown(cancel_pending=False)
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
 

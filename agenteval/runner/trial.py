@@ -59,6 +59,8 @@ def classify(agent: AgentOutcome | None, verify: VerifyOutcome | None, error: Fa
         return None
     if error is not None:
         return error
+    if agent is not None and agent.status == "infra_error":
+        return FailureMode.infra_error
     if agent is not None and agent.status == "model_error":
         return FailureMode.model_error
     if agent is not None and agent.status == "limit":
@@ -66,6 +68,16 @@ def classify(agent: AgentOutcome | None, verify: VerifyOutcome | None, error: Fa
     if verify is None or verify.verdict is None:
         return FailureMode.verify_error
     return FailureMode.verify_failed
+
+
+def failed_record(spec: TrialSpec, env: TrialEnv, mode: FailureMode, message: str) -> TrialRecord:
+    """The record of a trial that could not run at all (its model never answered)."""
+    now = utcnow()
+    return TrialRecord(
+        trial_id=uuid.uuid4().hex, run_id=env.run_id, key=spec.key, task=spec.task.name,
+        task_path=str(spec.task.path), task_hash=spec.task.content_hash, variant=spec.variant.id,
+        sample=spec.sample, model=spec.model.label, failure_mode=mode, error=message, started_at=now,
+        finished_at=now, duration_s=0.0, fingerprint=env.fingerprints[(spec.model.label, spec.task.name)])
 
 
 def run_trial(spec: TrialSpec, env: TrialEnv) -> TrialRecord:
@@ -120,7 +132,9 @@ def run_trial(spec: TrialSpec, env: TrialEnv) -> TrialRecord:
         raise TrialInterrupted(spec.key)
     mode = classify(agent, verify, error)
     if message is None and mode is not None:
-        message = (verify.error if verify and verify.error else None) or (agent.message if agent else None)
+        agent_failed = agent is not None and agent.status in ("model_error", "infra_error", "limit")
+        message = (agent.message if agent_failed and agent else None) or \
+            (verify.error if verify and verify.error else None) or (agent.message if agent else None)
         if mode is FailureMode.verify_failed and verify and verify.verdict:
             failed = [c.name for c in verify.verdict.checks if not c.passed]
             message = f"{len(failed)} check(s) failed: " + "; ".join(failed[:5])
@@ -133,6 +147,7 @@ def run_trial(spec: TrialSpec, env: TrialEnv) -> TrialRecord:
         setup_s=phases["setup_s"], agent_s=phases["agent_s"], verify_s=phases["verify_s"],
         teardown_s=phases["teardown_s"],
         verdict=verdict, execs=list(sandbox.execs) if sandbox else [],
+        model_calls=agent.model_calls if agent else [], transcript=agent.transcript if agent else [],
         artifacts=verify.artifacts if verify else [],
         fingerprint=env.fingerprints[(spec.model.label, spec.task.name)],
     )

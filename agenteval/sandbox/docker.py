@@ -156,14 +156,14 @@ class DockerSandbox(Sandbox):
             except DockerException:
                 pass  # prune finds it by label
         for vol in vols:
-            for _ in range(20):
+            for _ in range(50):
                 try:
                     self.client.api.remove_volume(vol, force=True)
                     break
                 except NotFound:
                     break
                 except DockerException:
-                    time.sleep(0.1)  # still in use while the container is torn down
+                    time.sleep(0.2)  # still in use while the container is torn down (slow under load)
         with _live_lock:
             _live.discard(self)
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import tomllib
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -140,15 +141,19 @@ def describe_validation_error(error: ValidationError, model: type[BaseModel]) ->
 
 
 def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """Keys allowed at ``loc``: walk models, list items and dict values down the path."""
     current: Any = model
+    dict_key_pending = False
     for part in loc:
-        if isinstance(part, int):
+        if isinstance(part, int) or dict_key_pending:
+            dict_key_pending = False
             continue
         field = current.model_fields.get(part) if isinstance(current, type) and issubclass(current, BaseModel) else None
         if field is None:
             return []
         ann = field.annotation
-        args = getattr(ann, "__args__", ())
+        args = typing.get_args(ann)
+        dict_key_pending = typing.get_origin(ann) is dict
         current = next((a for a in (ann, *args) if isinstance(a, type) and issubclass(a, BaseModel)), None)
     return list(current.model_fields) if current else []
 

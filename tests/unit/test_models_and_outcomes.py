@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from agenteval.errors import ModelSpecError
@@ -55,3 +57,46 @@ def test_verdict_needs_checks() -> None:
     assert not Verdict.from_checks([]).passed
     v = Verdict.from_checks([Check(name="a", passed=True, weight=3), Check(name="b", passed=False)])
     assert not v.passed and v.score == 0.75
+
+
+def test_ollama_v1_endpoint_gets_a_warning() -> None:
+    lines: list[str] = []
+    create_model("openai:qwq@http://127.0.0.1:11434/v1").preflight(lines.append)
+    assert lines and "silently truncates" in lines[0] and "ollama:qwq" in lines[0]
+    lines.clear()
+    create_model("openai:r1@http://127.0.0.1:8080/v1").preflight(lines.append)
+    assert lines == []
+
+
+def test_aliases_from_config(tmp_path: Path) -> None:
+    from agenteval.config import load_config
+    from agenteval.errors import BadInputError
+
+    cfg_file = tmp_path / "agenteval.toml"
+    cfg_file.write_text('[run]\nsamples = 4\n[models.r1]\nbase_url = "http://127.0.0.1:8080/v1"\nname = "deepseek-r1"\n')
+    cfg = load_config(cfg_file)
+    assert cfg.run.samples == 4 and {"r1", "tiny", "tiny-q4"} <= set(cfg.models)
+    model = create_model("r1", cfg)
+    assert model.spec.label == "r1" and model.client.base_url == "http://127.0.0.1:8080/v1"
+    cfg_file.write_text('[models.x]\nengin = "transformers"\n')
+    with pytest.raises(BadInputError, match=r"unknown key 'models.x.engin'; did you mean 'engine'"):
+        load_config(cfg_file)
+    cfg_file.write_text('[models.x]\nengine = "llamacpp"\n')
+    with pytest.raises(BadInputError, match="needs 'path'"):
+        load_config(cfg_file)
+    with pytest.raises(BadInputError, match="no such config file"):
+        load_config(tmp_path / "missing.toml")
+
+
+def test_missing_engine_model_file_is_bad_input(tmp_path: Path) -> None:
+    from agenteval.config import ModelConfig, ProjectConfig
+    from agenteval.errors import BadInputError
+    from agenteval.models.served import build_served
+
+    cfg = ModelConfig(engine="command", command="true", path=str(tmp_path / "nope.gguf"))
+    model = build_served("m", cfg, ProjectConfig(models={"m": cfg}))
+    model.preflight(lambda m: None)  # command engines check nothing of their own
+    cfg = ModelConfig(engine="llamacpp", path=str(tmp_path / "nope.gguf"))
+    model = build_served("m", cfg, ProjectConfig(models={"m": cfg}))
+    with pytest.raises(BadInputError, match="does not exist|pip install"):
+        model.preflight(lambda m: None)

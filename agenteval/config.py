@@ -1,0 +1,128 @@
+"""agenteval.toml: model aliases (and the servers agenteval starts for them) and run defaults.
+
+Order of precedence: built-in defaults < agenteval.toml < AGENTEVAL_* environment < command-line flags.
+The file is found at --config, $AGENTEVAL_CONFIG, or ./agenteval.toml; relative paths in it are
+relative to the file.
+
+    [run]
+    samples = 3
+
+    [models.tiny]                    # --model tiny
+    engine = "transformers"          # agenteval starts `transformers serve` on a free loopback port
+    path = "models/tiny"
+
+    [models.tiny-q4]
+    engine = "llamacpp"              # llama-cpp-python's server on a GGUF file
+    path = "models/tiny/model-Q4_K_M.gguf"
+    context = 4096
+
+    [models.r1]
+    provider = "openai"              # a server you run yourself
+    name = "deepseek-r1"
+    base_url = "http://127.0.0.1:8080/v1"
+
+    [models.mine]
+    engine = "command"               # any server: {port}, {model}, {context} are filled in
+    command = "llama-server -m {model} --port {port} -c {context}"
+    path = "/models/qwq-32b-q4_k_m.gguf"
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from agenteval.errors import BadInputError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelConfig(_Strict):
+    """One [models.ALIAS] table."""
+
+    provider: Literal["openai", "ollama"] = Field(default="openai", description="Client protocol.")
+    name: str | None = Field(default=None, description="Model name sent to the server (default: the alias, or the path).")
+    base_url: str | None = Field(default=None, description="Server URL when agenteval does not start it.")
+    engine: Literal["transformers", "llamacpp", "command"] | None = Field(
+        default=None, description="Start a server: transformers serve, llama-cpp-python, or a command line.")
+    path: str | None = Field(default=None, description="Model directory (transformers) or GGUF file (llamacpp).")
+    command: str | None = Field(default=None, description="engine='command': argv template with {port}, {model}, {context}.")
+    args: list[str] = Field(default_factory=list, description="Extra arguments for the engine's server.")
+    context: int = Field(default=4096, ge=256, description="Context size to apply (n_ctx / num_ctx).")
+    sampling: dict[str, Any] = Field(default_factory=lambda: {"temperature": 0.0, "seed": 0},
+                                     description="Sampling parameters sent with every request.")
+    tools: Literal["auto", "native", "text"] = Field(default="auto", description="Tool-calling protocol.")
+    startup_timeout_sec: float = Field(default=300, gt=0, description="Wait this long for a started server to answer.")
+    health_path: str = Field(default="/v1/models", description="Path polled until the started server answers.")
+    api_key_env: str | None = Field(default=None, description="Environment variable holding the API key.")
+    keep_alive: str = Field(default="5m", description="ollama: how long the model stays loaded.")
+    think: bool | None = Field(default=None, description="ollama: ask for thinking output.")
+    test_model: str | None = Field(default=None, description="Build agenteval's random-weight test model at "
+                                   "'path' when it is missing; the value is the GGUF quantization or 'hf'.")
+
+    @model_validator(mode="after")
+    def _engine_needs(self) -> "ModelConfig":
+        if self.engine in ("transformers", "llamacpp") and not self.path:
+            raise ValueError(f"engine {self.engine!r} needs 'path'")
+        if self.engine == "command" and not self.command:
+            raise ValueError("engine 'command' needs 'command'")
+        if self.engine is None and self.provider == "openai" and not self.base_url:
+            raise ValueError("give 'base_url' (a server you run) or 'engine' (a server agenteval starts)")
+        return self
+
+
+class RunDefaults(_Strict):
+    """[run]: defaults for `agenteval run` flags."""
+
+    samples: int | None = Field(default=None, ge=1)
+    concurrency: int | None = Field(default=None, ge=1)
+    db: str | None = None
+    out: str | None = None
+
+
+# Built-in aliases, so a new user with no server can try the real pipeline: a tiny
+# random-weight model built on first use under reports/ (generated, git-ignored).
+BUILTIN_MODELS = {
+    "tiny": ModelConfig(engine="transformers", path="reports/models/tiny", test_model="hf", context=32768),
+    "tiny-q4": ModelConfig(engine="llamacpp", path="reports/models/tiny/model-Q4_K_M.gguf", test_model="Q4_K_M",
+                           context=16384),
+}
+
+
+class ProjectConfig(_Strict):
+    run: RunDefaults = Field(default_factory=RunDefaults)
+    models: dict[str, ModelConfig] = Field(default_factory=lambda: dict(BUILTIN_MODELS))
+    path: str | None = Field(default=None, description="Where this was read from (set by the loader).")
+
+    def base_dir(self) -> Path:
+        return Path(self.path).parent if self.path else Path.cwd()
+
+    def resolve(self, p: str, alias: str | None = None) -> Path:
+        if alias in BUILTIN_MODELS and self.models.get(alias) == BUILTIN_MODELS[alias]:
+            return Path(p)  # built-ins live under the current folder's reports/
+        return (self.base_dir() / p) if not Path(p).is_absolute() else Path(p)
+
+
+def load_config(path: str | Path | None = None) -> ProjectConfig:
+    from agenteval.task.loader import describe_validation_error
+
+    explicit = path or os.environ.get("AGENTEVAL_CONFIG")
+    file = Path(explicit) if explicit else Path("agenteval.toml")
+    if not file.is_file():
+        if explicit:
+            raise BadInputError(f"{file}: no such config file")
+        return ProjectConfig()
+    try:
+        raw = tomllib.loads(file.read_text(encoding="utf-8"))
+        config = ProjectConfig.model_validate({**raw, "path": str(file)})
+        return config.model_copy(update={"models": {**BUILTIN_MODELS, **config.models}})
+    except tomllib.TOMLDecodeError as e:
+        raise BadInputError(f"{file}: not valid TOML: {e}") from None
+    except ValidationError as e:
+        raise BadInputError(f"{file}: {describe_validation_error(e, ProjectConfig)}") from None

@@ -1,0 +1,218 @@
+"""``ollama``: Ollama's native API (/api/chat), which reports what its /v1
+endpoint hides: load, prompt-eval and eval durations, and lets a run set the
+context size (``options.num_ctx``; /v1 silently truncates prompts at
+Ollama's default context), thinking (``think``) and ``keep_alive``.
+
+Spec: ``ollama:NAME[@BASE_URL]`` (default http://127.0.0.1:11434).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import Any, Callable
+
+from agenteval.models.base import ModelSpec
+from agenteval.models.chat import ChatResponse, ErrorKind, ModelCallError, ToolCall, tracked
+from agenteval.models.openai import TRANSIENT_STATUS
+from agenteval.models.telemetry import RepetitionGuard, StreamClock
+from agenteval.records import ModelCall
+
+DEFAULT_URL = "http://127.0.0.1:11434"
+DEFAULT_NUM_CTX = 8192
+NS = 1e9
+
+
+class OllamaClient:
+    def __init__(self, spec: ModelSpec, *, num_ctx: int = DEFAULT_NUM_CTX, think: bool | None = None,
+                 keep_alive: str | int = "5m", sampling: dict[str, Any] | None = None, timeout_s: float = 600.0,
+                 max_retries: int = 4, backoff_s: float = 0.5, token_counter: Callable[[str], int] | None = None,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.spec = spec
+        self.base_url = (spec.base_url or DEFAULT_URL).rstrip("/")
+        self.num_ctx = num_ctx
+        self.think = think
+        self.keep_alive = keep_alive
+        self.sampling = dict(sampling or {})
+        self.timeout_s = timeout_s
+        self.max_retries = max_retries
+        self.backoff_s = backoff_s
+        self.token_counter = token_counter
+        self.sleep = sleep
+        self._lock = threading.Lock()
+        self._in_flight = 0
+        self._calls = 0
+
+    def chat(self, messages: list[dict[str, Any]], *, tools: list[dict[str, Any]] | None = None,
+             max_tokens: int | None = None, timeout_s: float | None = None) -> ChatResponse:
+        import httpx
+
+        budget = timeout_s or self.timeout_s
+        deadline = time.monotonic() + budget
+        options = {"num_ctx": self.num_ctx, **self.sampling}
+        if max_tokens:
+            options["num_predict"] = max_tokens
+        body: dict[str, Any] = {"model": self.spec.name, "messages": to_ollama_messages(messages), "stream": True,
+                                "options": options, "keep_alive": self.keep_alive}
+        if tools:
+            body["tools"] = tools
+        if self.think is not None:
+            body["think"] = self.think
+        with self._lock:
+            self._in_flight += 1
+            self._calls += 1
+            call = ModelCall(index=self._calls - 1, model=self.spec.label, concurrency=self._in_flight)
+        try:
+            for attempt in range(self.max_retries + 1):
+                call.retries = attempt
+                clock = StreamClock()
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise ModelCallError(f"no answer within the {budget:g} s budget", "model", clock.finish(call))
+                try:
+                    with httpx.Client(timeout=httpx.Timeout(remaining, connect=min(10.0, remaining))) as client, \
+                            client.stream("POST", f"{self.base_url}/api/chat", json=body) as resp:
+                        if resp.status_code in TRANSIENT_STATUS and attempt < self.max_retries:
+                            self.sleep(min(self.backoff_s * 2**attempt, max(0.0, deadline - time.monotonic())))
+                            continue
+                        if resp.status_code >= 400:
+                            resp.read()
+                            kind: ErrorKind = "model" if "context" in resp.text.lower() else "infra"
+                            raise ModelCallError(f"ollama answered {resp.status_code}: {resp.text[:300]}", kind,
+                                                 clock.finish(call))
+                        with tracked(resp):
+                            return self._read(resp.iter_lines(), call, clock, deadline, budget)
+                except (httpx.ConnectError, httpx.ConnectTimeout) as e:
+                    if attempt < self.max_retries and time.monotonic() < deadline:
+                        self.sleep(min(self.backoff_s * 2**attempt, max(0.0, deadline - time.monotonic())))
+                        continue
+                    raise ModelCallError(f"cannot reach ollama at {self.base_url}: {e}", "infra",
+                                         clock.finish(call)) from None
+                except httpx.ReadTimeout:
+                    raise ModelCallError(f"no answer within the {budget:g} s budget", "model",
+                                         clock.finish(call)) from None
+                except (httpx.RemoteProtocolError, httpx.ReadError, httpx.StreamError) as e:
+                    raise ModelCallError(f"the stream was cut: {e}", "infra", clock.finish(call)) from None
+            raise AssertionError("unreachable")
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+
+    def _read(self, lines: Any, call: ModelCall, clock: StreamClock, deadline: float, budget: float) -> ChatResponse:
+        guard = RepetitionGuard()
+        content: list[str] = []
+        thinking: list[str] = []
+        tool_calls: list[ToolCall] = []
+        final: dict[str, Any] | None = None
+        for line in lines:
+            if not line.strip():
+                continue
+            if time.monotonic() > deadline:
+                raise ModelCallError(f"the answer ran past the {budget:g} s budget", "model", clock.finish(call))
+            try:
+                obj = json.loads(line)
+            except ValueError:
+                raise ModelCallError(f"malformed stream line: {line[:120]!r}", "infra", clock.finish(call)) from None
+            if not isinstance(obj, dict):
+                raise ModelCallError(f"malformed stream line: {line[:120]!r}", "infra", clock.finish(call))
+            if "error" in obj:
+                raise ModelCallError(f"ollama error mid-stream: {str(obj['error'])[:200]}", "infra", clock.finish(call))
+            msg = obj.get("message") or {}
+            if msg.get("thinking"):
+                thinking.append(msg["thinking"])
+                clock.token(answer=False)
+            if msg.get("content"):
+                content.append(msg["content"])
+                clock.token(answer=True)
+            for i, tc in enumerate(msg.get("tool_calls") or []):
+                fn = tc.get("function") or {}
+                args = fn.get("arguments")
+                tool_calls.append(ToolCall(id=tc.get("id") or f"call_{len(tool_calls)}", name=fn.get("name", ""),
+                                           arguments=args if isinstance(args, str) else json.dumps(args or {})))
+                clock.token(answer=True)
+            if guard.feed((msg.get("thinking") or "") + (msg.get("content") or "")):
+                call.finish_reason = "repetition"
+                raise ModelCallError("the model kept repeating the same text", "model", clock.finish(call))
+            if obj.get("done"):
+                final = obj
+                break
+        if final is None:
+            raise ModelCallError("the stream ended before the answer did", "infra", clock.finish(call))
+        call.prompt_tokens = final.get("prompt_eval_count")
+        call.completion_tokens = final.get("eval_count")
+        call.finish_reason = final.get("done_reason") or "stop"
+        call.server_timings = {k: final[k] for k in ("total_duration", "load_duration", "prompt_eval_count",
+                                                      "prompt_eval_duration", "eval_count", "eval_duration")
+                               if k in final}
+        if final.get("eval_count") and final.get("eval_duration"):
+            call.server_timings["eval_tokens_per_s"] = final["eval_count"] / (final["eval_duration"] / NS)
+        thought = "".join(thinking)
+        if thought and self.token_counter is not None:
+            call.reasoning_tokens = self.token_counter(thought)
+            call.tokens_estimated = True
+        clock.finish(call)
+        return ChatResponse(content="".join(content), reasoning=thought, tool_calls=tool_calls,
+                            finish_reason=call.finish_reason, call=call)
+
+    def describe(self) -> dict[str, Any]:
+        """Server version, quantization, parameter size, context, memory: for the fingerprint."""
+        import httpx
+
+        info: dict[str, Any] = {"server": "ollama", "base_url": self.base_url, "num_ctx": self.num_ctx,
+                                "keep_alive": self.keep_alive, "sampling": self.sampling}
+        try:
+            with httpx.Client(timeout=10) as client:
+                info["server_version"] = client.get(f"{self.base_url}/api/version").json().get("version")
+                show = client.post(f"{self.base_url}/api/show", json={"model": self.spec.name}).json()
+                details = show.get("details") or {}
+                info.update({"quantization": details.get("quantization_level"),
+                             "parameter_size": details.get("parameter_size"), "family": details.get("family"),
+                             "format": details.get("format")})
+                model_info = show.get("model_info") or {}
+                ctx = [v for k, v in model_info.items() if k.endswith(".context_length")]
+                if ctx:
+                    info["trained_context"] = ctx[0]
+                if show.get("template"):
+                    import hashlib
+                    info["chat_template_sha256"] = hashlib.sha256(show["template"].encode()).hexdigest()[:16]
+                for m in client.get(f"{self.base_url}/api/ps").json().get("models") or []:
+                    if m.get("name") == self.spec.name or m.get("model") == self.spec.name:
+                        info.update({"size_bytes": m.get("size"), "size_vram_bytes": m.get("size_vram")})
+        except (httpx.HTTPError, ValueError) as e:
+            info["describe_error"] = str(e)[:200]
+        return info
+
+    def fingerprint_info(self) -> dict[str, Any]:
+        return self.describe()
+
+
+def to_ollama_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """OpenAI-shaped messages to Ollama's: tool-call arguments are objects, tool results name their tool."""
+    names: dict[str, str] = {}
+    out: list[dict[str, Any]] = []
+    for m in messages:
+        m = dict(m)
+        if m.get("tool_calls"):
+            calls = []
+            for tc in m["tool_calls"]:
+                fn = dict(tc.get("function") or {})
+                names[tc.get("id", "")] = fn.get("name", "")
+                if isinstance(fn.get("arguments"), str):
+                    try:
+                        fn["arguments"] = json.loads(fn["arguments"] or "{}")
+                    except ValueError:
+                        fn["arguments"] = {}
+                calls.append({"function": fn})
+            m["tool_calls"] = calls
+        if m.get("role") == "tool":
+            m["tool_name"] = names.get(m.pop("tool_call_id", ""), m.get("name", ""))
+        out.append(m)
+    return out
+
+
+def create(spec: ModelSpec) -> OllamaClient:
+    if not spec.name:
+        from agenteval.errors import ModelSpecError
+        raise ModelSpecError("ollama needs a model name: ollama:NAME[@BASE_URL], e.g. ollama:qwq:32b")
+    return OllamaClient(spec)

@@ -1,0 +1,131 @@
+"""Measuring a streamed model call honestly.
+
+Times come from this process's monotonic clock; token counts come from the
+server's usage (a stream chunk can hold several tokens), and only where a
+server sends none are they counted with a tokenizer and marked estimated.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from agenteval.records import ModelCall
+
+THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
+
+
+@dataclass
+class StreamClock:
+    """First token, first answer token, last token, relative to the request."""
+
+    t0: float = field(default_factory=time.monotonic)
+    first_any: float | None = None
+    first_answer: float | None = None
+    last: float | None = None
+
+    def token(self, answer: bool) -> None:
+        now = time.monotonic()
+        if self.first_any is None:
+            self.first_any = now
+        if answer and self.first_answer is None:
+            self.first_answer = now
+        self.last = now
+
+    def finish(self, call: ModelCall) -> ModelCall:
+        end = time.monotonic()
+        call.e2e_s = round(end - self.t0, 6)
+        if self.first_any is not None:
+            call.ttft_s = round(self.first_any - self.t0, 6)
+        if self.first_answer is not None:
+            call.ttfat_s = round(self.first_answer - self.t0, 6)
+        if self.first_any is not None and self.last is not None and self.last > self.first_any:
+            call.decode_s = round(self.last - self.first_any, 6)
+            if call.completion_tokens:
+                call.decode_tokens_per_s = call.completion_tokens / call.decode_s
+        return call
+
+
+class ThinkSplitter:
+    """Splits streamed text into reasoning (inside <think>...</think>) and answer,
+    across chunk boundaries; a model that opens with thinking but no tag is
+    handled by servers that send reasoning in its own field."""
+
+    def __init__(self) -> None:
+        self.inside = False
+        self.pending = ""
+
+    def feed(self, text: str) -> tuple[str, str]:
+        """Returns (reasoning, answer) parts of the text seen so far that are certain."""
+        buf = self.pending + text
+        reasoning: list[str] = []
+        answer: list[str] = []
+        while buf:
+            tag = THINK_CLOSE if self.inside else THINK_OPEN
+            i = buf.find(tag)
+            if i >= 0:
+                (reasoning if self.inside else answer).append(buf[:i])
+                buf = buf[i + len(tag):]
+                self.inside = not self.inside
+                continue
+            keep = _partial_suffix(buf, tag)  # a tag may be split across chunks
+            (reasoning if self.inside else answer).append(buf[: len(buf) - keep])
+            buf = buf[len(buf) - keep:]
+            break
+        self.pending = buf
+        return "".join(reasoning), "".join(answer)
+
+    def flush(self) -> tuple[str, str]:
+        rest, self.pending = self.pending, ""
+        return (rest, "") if self.inside else ("", rest)
+
+
+def _partial_suffix(text: str, tag: str) -> int:
+    for n in range(min(len(tag) - 1, len(text)), 0, -1):
+        if text.endswith(tag[:n]):
+            return n
+    return 0
+
+
+class RepetitionGuard:
+    """Notices a model stuck repeating the same text (a common failure of small
+    quantized models) so the call can be stopped instead of burning the budget."""
+
+    def __init__(self, min_span: int = 400, max_unit: int = 200, check_every: int = 64) -> None:
+        self.min_span = min_span
+        self.max_unit = max_unit
+        self.check_every = check_every
+        self.tail = ""
+        self.since_check = 0
+
+    def feed(self, text: str) -> bool:
+        self.tail = (self.tail + text)[-(self.min_span + 2 * self.max_unit):]
+        self.since_check += len(text)
+        if self.since_check < self.check_every or len(self.tail) < self.min_span:
+            return False
+        self.since_check = 0
+        return looping(self.tail, self.min_span, self.max_unit)
+
+
+def looping(text: str, min_span: int = 400, max_unit: int = 200) -> bool:
+    """True when the end of ``text`` is one unit repeated over at least ``min_span`` chars."""
+    for unit_len in range(1, max_unit + 1):
+        reps = -(-min_span // unit_len)
+        if reps < 3 or unit_len * reps > len(text):
+            continue
+        unit = text[-unit_len:]
+        if unit.strip() and text[-unit_len * reps:] == unit * reps:
+            return True
+    return False
+
+
+def usage_into(call: ModelCall, usage: dict[str, Any] | None) -> None:
+    """Fill token counts from an OpenAI-style usage object."""
+    if not usage:
+        return
+    call.prompt_tokens = usage.get("prompt_tokens", call.prompt_tokens)
+    call.completion_tokens = usage.get("completion_tokens", call.completion_tokens)
+    details = usage.get("completion_tokens_details") or {}
+    if isinstance(details, dict) and details.get("reasoning_tokens") is not None:
+        call.reasoning_tokens = details["reasoning_tokens"]

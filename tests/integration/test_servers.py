@@ -1,0 +1,179 @@
+"""Real model servers started by agenteval's lifecycle code: `transformers serve`
+on the tiny random-weight model, and llama-cpp-python's server on its Q4_K_M GGUF.
+
+They need the serve and llamacpp extras; without them the tests skip with the
+reason, unless AGENTEVAL_REQUIRE_SERVERS=1 (CI), where that is a failure."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from agenteval.config import ModelConfig, ProjectConfig
+from agenteval.models.served import ServedModel, build_served
+from agenteval.models.servers import ManagedServer, ServerStartError
+from tests.conftest import FIXTURES, REPO
+
+TOOLS = [{"type": "function", "function": {"name": "write_file", "description": "Write a file",
+                                           "parameters": {"type": "object", "properties": {
+                                               "path": {"type": "string"}, "content": {"type": "string"}},
+                                               "required": ["path", "content"]}}}]
+MESSAGES = [{"role": "user", "content": "Write hello into a.txt"}]
+
+
+def _require(*modules: str) -> None:
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        reason = f"needs {', '.join(missing)} (pip install -e '.[serve,llamacpp]')"
+        if os.environ.get("AGENTEVAL_REQUIRE_SERVERS") == "1":
+            pytest.fail(f"AGENTEVAL_REQUIRE_SERVERS=1 but it {reason}")
+        pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    _require("torch", "transformers", "gguf", "llama_cpp")
+    from agenteval.models.testmodel import create_test_model
+
+    directory = tmp_path_factory.mktemp("tiny")
+    create_test_model(directory, gguf="Q4_K_M")
+    return directory
+
+
+def served(alias: str, cfg: ModelConfig) -> ServedModel:
+    return build_served(alias, cfg, ProjectConfig(models={alias: cfg}))
+
+
+@pytest.fixture(params=["transformers", "llamacpp"])
+def engine_model(request: pytest.FixtureRequest, tiny_model: Path) -> Iterator[ServedModel]:
+    path = tiny_model if request.param == "transformers" else tiny_model / "model-Q4_K_M.gguf"
+    model = served(f"tiny-{request.param}", ModelConfig(engine=request.param, path=str(path), context=8192))
+    with model.serving(log=lambda m: None):
+        yield model
+    assert model.server is not None and model.server.proc is None  # stopped
+
+
+def test_stream_usage_and_consistent_telemetry(engine_model: ServedModel) -> None:
+    r = engine_model.chat(MESSAGES, max_tokens=48, timeout_s=120)
+    c = r.call
+    assert r.finish_reason in ("length", "stop", "repetition") and r.content
+    assert c.completion_tokens is not None and 0 < c.completion_tokens <= 48
+    assert c.ttft_s is not None and c.ttfat_s is not None and c.decode_s is not None
+    assert 0 < c.ttft_s <= c.ttfat_s <= c.e2e_s
+    assert c.decode_tokens_per_s is not None
+    assert c.decode_tokens_per_s * c.decode_s == pytest.approx(c.completion_tokens)
+    assert c.error is None and c.concurrency == 1
+    assert c.prompt_tokens and not c.tokens_estimated
+    if engine_model.cfg and engine_model.cfg.engine == "llamacpp":
+        # llama-cpp-python streams no usage: the counts and timings come from llama.cpp's own report
+        assert abs(c.server_timings["eval_n"] - c.completion_tokens) <= 1
+        assert c.server_timings["eval_tokens_per_s"] > 0
+
+
+def test_tool_definitions_are_accepted(engine_model: ServedModel) -> None:
+    r = engine_model.chat(MESSAGES, tools=TOOLS, max_tokens=16, timeout_s=120)
+    assert r.call.error is None
+    assert all(t.name for t in r.tool_calls)  # a random model rarely calls one; any it makes is well formed
+
+
+def test_fingerprint(engine_model: ServedModel) -> None:
+    info = engine_model.fingerprint_info()
+    assert info["random_weights"] is True and info["load_s"] > 0 and info["warm_up_s"] > 0
+    assert info["server_version"] and info["file_sha256"] and info["chat_template_sha256"]
+    assert info["context"] == 8192 and info["sampling"] == {"temperature": 0.0, "seed": 0}
+    if engine_model.cfg and engine_model.cfg.engine == "llamacpp":
+        assert info["server"] == "llama-cpp-python" and info["quantization"] == "Q4_K_M"
+    else:
+        assert info["server"] == "transformers serve"
+
+
+def test_a_server_that_dies_while_starting_is_one_clear_error(tmp_path: Path) -> None:
+    cfg = ModelConfig(engine="command", command=f"{sys.executable} -c \"print('bad flag'); raise SystemExit(3)\"")
+    server = ManagedServer("broken", cfg, None, log_dir=tmp_path)
+    with pytest.raises(ServerStartError, match=r"exited with code 3 while starting: bad flag"):
+        server.start()
+
+
+def test_a_server_that_never_answers_times_out(tmp_path: Path) -> None:
+    cfg = ModelConfig(engine="command", command=f"{sys.executable} -c \"import time; time.sleep(60)\"",
+                      startup_timeout_sec=1.5)
+    server = ManagedServer("silent", cfg, None, log_dir=tmp_path)
+    t0 = time.monotonic()
+    with pytest.raises(ServerStartError, match="did not answer"):
+        server.start()
+    assert time.monotonic() - t0 < 10 and server.proc is None
+
+
+def test_server_dies_with_a_killed_runner(tmp_path: Path) -> None:
+    """kill -9 of the process that started a server must not leave the server running."""
+    pidfile = tmp_path / "server.pid"
+    script = (
+        "import sys, time\n"
+        "from agenteval.config import ModelConfig\n"
+        "from agenteval.models.servers import ManagedServer\n"
+        f"cfg = ModelConfig(engine='command', health_path='/', command='{sys.executable} -m http.server {{port}} --bind 127.0.0.1')\n"
+        f"s = ManagedServer('web', cfg, None, log_dir=__import__('pathlib').Path({str(tmp_path)!r}))\n"
+        "s.start()\n"
+        f"open({str(pidfile)!r}, 'w').write(str(s.proc.pid))\n"
+        "time.sleep(60)\n")
+    runner = subprocess.Popen([sys.executable, "-c", script], env={**os.environ, "PYTHONPATH": str(REPO)})
+    deadline = time.monotonic() + 30
+    while not pidfile.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    server_pid = int(pidfile.read_text())
+    runner.send_signal(signal.SIGKILL)
+    runner.wait(10)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and _alive(server_pid):
+        time.sleep(0.1)
+    assert not _alive(server_pid)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1][:1] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.docker
+def test_run_end_to_end_with_served_models(workdir: Path, tiny_model: Path, python_image: str,
+                                           docker_client: Any) -> None:
+    """The README's main job in small: oracle plus the tiny model on both engines, real telemetry recorded."""
+    from agenteval.runner import RunOptions, execute_run
+
+    (workdir / "agenteval.toml").write_text(
+        f'[models.tf]\nengine = "transformers"\npath = "{tiny_model}"\n\n'
+        f'[models.q4]\nengine = "llamacpp"\npath = "{tiny_model / "model-Q4_K_M.gguf"}"\ncontext = 8192\n')
+    opts = RunOptions(task_paths=[str(FIXTURES / "tasks" / "short")], models=["oracle", "tf", "q4"], samples=2,
+                      db=workdir / "db.duckdb", out=workdir / "reports", config=workdir / "agenteval.toml")
+    result = execute_run(opts, log=lambda m: None)
+    by_model = {m: [r for r in result.records if r.model == m] for m in ("oracle", "tf", "q4")}
+    assert all(r.passed for r in by_model["oracle"])
+    for model in ("tf", "q4"):
+        records = by_model[model]
+        assert len(records) == 2
+        for r in records:
+            assert r.model_calls, r.error
+            call = r.model_calls[0]
+            assert call.e2e_s > 0 and call.completion_tokens and call.completion_tokens <= 200
+            assert r.failure_mode is None or r.failure_mode.value in ("verify_failed", "model_error", "agent_limit")
+            assert r.fingerprint.model_info["random_weights"] is True
+            assert [m["role"] for m in r.transcript] == ["system", "user", "assistant"]
+    html = result.report.read_text() if result.report else ""
+    assert "tf" in html and "q4" in html
+    assert _server_processes(str(tiny_model)) == []  # each server stopped after its model's trials
+
+
+def _server_processes(model_path: str) -> list[str]:
+    out = subprocess.run(["ps", "-eo", "stat=,args="], capture_output=True, text=True).stdout
+    return [ln for ln in out.splitlines() if model_path in ln and not ln.startswith("Z")]

@@ -1,0 +1,81 @@
+"""Stream measurement helpers: think-tag splitting, repetition, timings."""
+
+from __future__ import annotations
+
+import time
+
+from agenteval.models.telemetry import RepetitionGuard, StreamClock, ThinkSplitter, looping, usage_into
+from agenteval.records import ModelCall
+
+
+def split_all(chunks: list[str]) -> tuple[str, str]:
+    s = ThinkSplitter()
+    reasoning, answer = "", ""
+    for c in chunks:
+        r, a = s.feed(c)
+        reasoning, answer = reasoning + r, answer + a
+    r, a = s.flush()
+    return reasoning + r, answer + a
+
+
+def test_think_tags_split_across_chunks() -> None:
+    text = "<think>I should write a file.</think>Here it is: x < y"
+    whole = split_all([text])
+    for cut in range(1, len(text)):
+        assert split_all([text[:cut], text[cut:]]) == whole
+    assert whole == ("I should write a file.", "Here it is: x < y")
+    assert split_all(list(text)) == whole
+
+
+def test_unclosed_think_is_reasoning() -> None:
+    assert split_all(["<think>still thinking", " and more"]) == ("still thinking and more", "")
+
+
+def test_no_think_is_all_answer() -> None:
+    assert split_all(["plain ", "answer <thin", "k"]) == ("", "plain answer <think")
+
+
+def test_repetition() -> None:
+    assert looping("intro " + "the same line\n" * 60)
+    assert looping("x" * 500)
+    assert not looping("".join(f"line {i}\n" for i in range(200)))
+    guard = RepetitionGuard()
+    assert not any(guard.feed(f"token {i} ") for i in range(300))
+    assert any(guard.feed("again and again ") for _ in range(100))
+
+
+def test_clock_and_usage() -> None:
+    clock = StreamClock()
+    time.sleep(0.02)
+    clock.token(answer=False)
+    time.sleep(0.02)
+    clock.token(answer=True)
+    time.sleep(0.02)
+    clock.token(answer=True)
+    call = ModelCall()
+    usage_into(call, {"prompt_tokens": 10, "completion_tokens": 40,
+                      "completion_tokens_details": {"reasoning_tokens": 12}})
+    clock.finish(call)
+    assert call.ttft_s is not None and call.ttfat_s is not None and call.decode_s is not None
+    assert 0.015 < call.ttft_s < call.ttfat_s < call.e2e_s
+    assert call.decode_tokens_per_s is not None
+    assert abs(call.decode_tokens_per_s * call.decode_s - call.completion_tokens) < 1e-6
+    assert (call.prompt_tokens, call.reasoning_tokens) == (10, 12)
+
+
+def test_llama_perf_report_is_parsed() -> None:
+    from agenteval.models.servers import parse_llama_perf
+
+    log = """noise
+Llama.generate: 1 prefix-match hit, remaining 17 prompt tokens to eval
+llama_perf_context_print:        load time =       0.20 ms
+llama_perf_context_print: prompt eval time =       0.03 ms /    18 tokens (    0.00 ms per token, 600000.00 tokens per second)
+llama_perf_context_print:        eval time =       2.61 ms /    19 runs   (    0.14 ms per token,  7288.07 tokens per second)
+llama_perf_context_print:       total time =      73.22 ms /    37 tokens
+"""
+    t = parse_llama_perf(log)
+    assert (t["prompt_n"], t["prompt_ms"], t["eval_n"], t["eval_ms"]) == (18, 0.03, 19, 2.61)
+    assert (t["prompt_cached_n"], t["prompt_total_n"]) == (1, 18)
+    assert abs(t["generation_tokens_per_s"] - 19 / ((73.22 - 0.03) / 1000)) < 1e-6
+    assert abs(t["eval_tokens_per_s"] - 19 / 0.00261) < 1e-6
+    assert parse_llama_perf("nothing here") == {}
