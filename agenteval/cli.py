@@ -149,8 +149,9 @@ def _print_summary(records: list["TrialRecord"]) -> None:
     for t in tasks:
         table.add_column(t, justify="right")
     grid = {(c.model, c.task): c for c in cells}
+    random_models = {r.model for r in records if r.fingerprint.model_info.get("random_weights")}
     for m in sorted({c.model for c in cells}):
-        row = [m]
+        row = [m + (" (random weights)" if m in random_models else "")]
         for t in tasks:
             c = grid.get((m, t))
             row.append(f"{c.passed}/{c.total}" if c else "-")

@@ -117,13 +117,14 @@ class OpenAICompatClient:
         tools: dict[int, dict[str, str]] = {}
         finish: str | None = None
         done = False
+        pieces = 0  # a piece holds at least one token: more pieces than max_tokens means the cap is ignored
         for line in lines:
             if time.monotonic() > deadline:
                 raise ModelCallError(f"the answer ran past the {budget:g} s budget", "model", clock.finish(call))
             if not line.startswith("data:"):
                 continue  # SSE comments, event names, keep-alives
             data = line[5:].strip()
-            if data == "[DONE]":
+            if data == "[DONE]" or done:
                 done = True
                 break
             try:
@@ -149,6 +150,7 @@ class OpenAICompatClient:
                 if text_a:
                     content.append(text_a)
                     clock.token(answer=True)
+                pieces += bool(r or text_a)
                 for tc in delta.get("tool_calls") or []:
                     slot = tools.setdefault(int(tc.get("index", len(tools))), {"id": "", "name": "", "arguments": ""})
                     fn = tc.get("function") or {}
@@ -158,6 +160,9 @@ class OpenAICompatClient:
                     clock.token(answer=True)
                 if choice.get("finish_reason"):
                     finish = choice["finish_reason"]
+                if max_tokens and pieces > max_tokens:
+                    finish, done = "length", True  # the server ignored max_tokens: stop reading
+                    break
                 if guard.feed(r + text_a):
                     call.finish_reason = "repetition"
                     self._estimate(call, "".join(content), "".join(reasoning))

@@ -177,3 +177,10 @@ def test_close_all_streams_cuts_a_call_in_flight() -> None:
         t.join(5)
     assert not t.is_alive() and time.monotonic() - t0 < 3
     assert errors and errors[0].kind == "infra"
+
+
+def test_a_server_that_ignores_max_tokens_is_cut_off() -> None:
+    chunks = [fx.chunk({"content": f"t{i} "}) for i in range(300)]
+    with ScriptedServer([Reply.sse(chunks)]) as srv:
+        r = client(srv.url).chat(MESSAGES, max_tokens=20)
+    assert r.finish_reason == "length" and r.content.count("t") <= 21
