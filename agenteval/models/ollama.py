@@ -9,13 +9,12 @@ Spec: ``ollama:NAME[@BASE_URL]`` (default http://127.0.0.1:11434).
 from __future__ import annotations
 
 import json
-import threading
 import time
 from typing import Any, Callable
 
 from agenteval.models.base import ModelSpec
-from agenteval.models.chat import ChatResponse, ErrorKind, ModelCallError, ToolCall, tracked
-from agenteval.models.openai import TRANSIENT_STATUS
+from agenteval.models.chat import ChatResponse, ErrorKind, ModelCallError, ToolCall
+from agenteval.models.streaming import CallLog, Retry, stream_call
 from agenteval.models.telemetry import RepetitionGuard, StreamClock
 from agenteval.records import ModelCall
 
@@ -36,20 +35,13 @@ class OllamaClient:
         self.keep_alive = keep_alive
         self.sampling = dict(sampling or {})
         self.timeout_s = timeout_s
-        self.max_retries = max_retries
-        self.backoff_s = backoff_s
+        self.retry = Retry(max_retries, backoff_s, sleep)
         self.token_counter = token_counter
-        self.sleep = sleep
-        self._lock = threading.Lock()
-        self._in_flight = 0
-        self._calls = 0
+        self.calls = CallLog(spec.label)
 
     def chat(self, messages: list[dict[str, Any]], *, tools: list[dict[str, Any]] | None = None,
              max_tokens: int | None = None, timeout_s: float | None = None) -> ChatResponse:
-        import httpx
-
         budget = timeout_s or self.timeout_s
-        deadline = time.monotonic() + budget
         options = {"num_ctx": self.num_ctx, **self.sampling}
         if max_tokens:
             options["num_predict"] = max_tokens
@@ -59,45 +51,14 @@ class OllamaClient:
             body["tools"] = tools
         if self.think is not None:
             body["think"] = self.think
-        with self._lock:
-            self._in_flight += 1
-            self._calls += 1
-            call = ModelCall(index=self._calls - 1, model=self.spec.label, concurrency=self._in_flight)
-        try:
-            for attempt in range(self.max_retries + 1):
-                call.retries = attempt
-                clock = StreamClock()
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise ModelCallError(f"no answer within the {budget:g} s budget", "model", clock.finish(call))
-                try:
-                    with httpx.Client(timeout=httpx.Timeout(remaining, connect=min(10.0, remaining))) as client, \
-                            client.stream("POST", f"{self.base_url}/api/chat", json=body) as resp:
-                        if resp.status_code in TRANSIENT_STATUS and attempt < self.max_retries:
-                            self.sleep(min(self.backoff_s * 2**attempt, max(0.0, deadline - time.monotonic())))
-                            continue
-                        if resp.status_code >= 400:
-                            resp.read()
-                            kind: ErrorKind = "model" if "context" in resp.text.lower() else "infra"
-                            raise ModelCallError(f"ollama answered {resp.status_code}: {resp.text[:300]}", kind,
-                                                 clock.finish(call))
-                        with tracked(resp):
-                            return self._read(resp.iter_lines(), call, clock, deadline, budget)
-                except (httpx.ConnectError, httpx.ConnectTimeout) as e:
-                    if attempt < self.max_retries and time.monotonic() < deadline:
-                        self.sleep(min(self.backoff_s * 2**attempt, max(0.0, deadline - time.monotonic())))
-                        continue
-                    raise ModelCallError(f"cannot reach ollama at {self.base_url}: {e}", "infra",
-                                         clock.finish(call)) from None
-                except httpx.ReadTimeout:
-                    raise ModelCallError(f"no answer within the {budget:g} s budget", "model",
-                                         clock.finish(call)) from None
-                except (httpx.RemoteProtocolError, httpx.ReadError, httpx.StreamError) as e:
-                    raise ModelCallError(f"the stream was cut: {e}", "infra", clock.finish(call)) from None
-            raise AssertionError("unreachable")
-        finally:
-            with self._lock:
-                self._in_flight -= 1
+        def http_error(resp: Any, clock: StreamClock) -> ModelCallError:
+            kind: ErrorKind = "model" if "context" in resp.text.lower() else "infra"
+            return ModelCallError(f"ollama answered {resp.status_code}: {resp.text[:300]}", kind, clock.finish(call))
+
+        with self.calls.call() as call:
+            return stream_call(f"{self.base_url}/api/chat", body, call, budget, self.retry,
+                               read=lambda lines, clock, deadline: self._read(lines, call, clock, deadline, budget),
+                               http_error=http_error)
 
     def _read(self, lines: Any, call: ModelCall, clock: StreamClock, deadline: float, budget: float) -> ChatResponse:
         guard = RepetitionGuard()

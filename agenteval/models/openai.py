@@ -10,17 +10,15 @@ from __future__ import annotations
 
 import json
 import os
-import random
-import threading
 import time
 from typing import Any, Callable, Iterator
 
 from agenteval.models.base import ModelSpec
-from agenteval.models.chat import ChatResponse, ModelCallError, ToolCall, tracked
+from agenteval.models.chat import ChatResponse, ModelCallError, ToolCall
+from agenteval.models.streaming import CallLog, Retry, stream_call
 from agenteval.models.telemetry import RepetitionGuard, StreamClock, ThinkSplitter, usage_into
 from agenteval.records import ModelCall
 
-TRANSIENT_STATUS = {429, 500, 502, 503, 504}
 Sleep = Callable[[float], None]
 
 
@@ -36,77 +34,26 @@ class OpenAICompatClient:
         self.api_key = api_key or os.environ.get("AGENTEVAL_API_KEY") or "none"
         self.sampling = dict(sampling or {})
         self.timeout_s = timeout_s
-        self.max_retries = max_retries
-        self.backoff_s = backoff_s
+        self.retry = Retry(max_retries, backoff_s, sleep)
         self.token_counter = token_counter
-        self.sleep = sleep
-        self._in_flight = 0
-        self._lock = threading.Lock()
-        self._calls = 0
+        self.calls = CallLog(spec.label)
 
     # -- one call ------------------------------------------------------------
     def chat(self, messages: list[dict[str, Any]], *, tools: list[dict[str, Any]] | None = None,
              max_tokens: int | None = None, timeout_s: float | None = None) -> ChatResponse:
-        import httpx
-
         budget = timeout_s or self.timeout_s
-        deadline = time.monotonic() + budget
         body: dict[str, Any] = {"model": self.spec.name or "default", "messages": messages, "stream": True,
                                 "stream_options": {"include_usage": True}, **self.sampling}
         if tools:
             body["tools"] = tools
         if max_tokens:
             body["max_tokens"] = max_tokens
-        with self._lock:
-            self._in_flight += 1
-            self._calls += 1
-            call = ModelCall(index=self._calls - 1, model=self.spec.label, concurrency=self._in_flight)
-        try:
-            return self._attempts(body, call, deadline, budget, max_tokens, httpx)
-        finally:
-            with self._lock:
-                self._in_flight -= 1
-
-    def _attempts(self, body: dict[str, Any], call: ModelCall, deadline: float, budget: float,
-                  max_tokens: int | None, httpx: Any) -> ChatResponse:
         headers = {"Authorization": f"Bearer {self.api_key}"}
-        url = f"{self.base_url}/chat/completions"
-        for attempt in range(self.max_retries + 1):
-            call.retries = attempt
-            clock = StreamClock()
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise ModelCallError(f"no answer within the {budget:g} s budget", "model", clock.finish(call))
-            timeout = httpx.Timeout(remaining, connect=min(10.0, remaining))
-            try:
-                with httpx.Client(timeout=timeout) as client, \
-                        client.stream("POST", url, json=body, headers=headers) as resp:
-                    if resp.status_code in TRANSIENT_STATUS and attempt < self.max_retries:
-                        self._backoff(attempt, resp.headers.get("retry-after"), deadline)
-                        continue
-                    if resp.status_code >= 400:
-                        resp.read()
-                        raise _http_error(resp, call, clock)
-                    with tracked(resp):
-                        return self._read_stream(resp.iter_lines(), call, clock, deadline, budget, max_tokens)
-            except (httpx.ConnectError, httpx.ConnectTimeout) as e:
-                if attempt < self.max_retries and time.monotonic() < deadline:
-                    self._backoff(attempt, None, deadline)
-                    continue
-                raise ModelCallError(f"cannot reach {self.base_url}: {e}", "infra", clock.finish(call)) from None
-            except httpx.ReadTimeout:
-                what = "first token" if clock.first_any is None else "answer"
-                raise ModelCallError(f"no {what} within the {budget:g} s budget", "model",
-                                     clock.finish(call)) from None
-            except (httpx.RemoteProtocolError, httpx.ReadError, httpx.StreamError) as e:
-                raise ModelCallError(f"the stream was cut: {e}", "infra", clock.finish(call)) from None
-        raise AssertionError("unreachable")
-
-    def _backoff(self, attempt: int, retry_after: str | None, deadline: float) -> None:
-        wait = self.backoff_s * (2**attempt) * (0.75 + 0.5 * random.random())
-        if retry_after and retry_after.replace(".", "", 1).isdigit():
-            wait = max(wait, float(retry_after))
-        self.sleep(max(0.0, min(wait, deadline - time.monotonic())))
+        with self.calls.call() as call:
+            return stream_call(
+                f"{self.base_url}/chat/completions", body, call, budget, self.retry,
+                read=lambda lines, clock, deadline: self._read_stream(lines, call, clock, deadline, budget, max_tokens),
+                http_error=lambda resp, clock: _http_error(resp, call, clock), headers=headers)
 
     def _read_stream(self, lines: Iterator[str], call: ModelCall, clock: StreamClock, deadline: float,
                      budget: float, max_tokens: int | None) -> ChatResponse:
