@@ -65,7 +65,7 @@ class ServedModel:
         """Start the server (if agenteval manages it), warm up, yield, stop."""
         try:
             if self.server is not None:
-                log(f"starting {self.spec.label} ({self.server.cfg.engine} on port ...)")
+                log(f"starting {self.spec.label} ({self.server.cfg.engine} engine)")
                 base_url = self.server.start()
                 assert self.make_client is not None
                 self.client = self.make_client(base_url)
