@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from agenteval import __version__
 from agenteval.errors import AgentEvalError
@@ -23,11 +24,11 @@ if TYPE_CHECKING:
 console = Console()
 err_console = Console(stderr=True, soft_wrap=True)
 
-app = typer.Typer(name="agenteval", no_args_is_help=True, add_completion=False,
+app = typer.Typer(name="agenteval", no_args_is_help=True, add_completion=False, rich_markup_mode=None,
                   help="Can this local, quantized model really do the job, and how fast?")
-sandbox_app = typer.Typer(no_args_is_help=True, help="Build sandbox images, remove leftovers.")
-tasks_app = typer.Typer(no_args_is_help=True, help="Inspect task folders.")
-models_app = typer.Typer(no_args_is_help=True, help="Model aliases and local test models.")
+sandbox_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Build sandbox images, remove leftovers.")
+tasks_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Inspect task folders.")
+models_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Model aliases and local test models.")
 app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(tasks_app, name="tasks")
 app.add_typer(models_app, name="models")
@@ -57,7 +58,7 @@ def _guard(fn: Callable[[], Any]) -> Any:
     try:
         return fn()
     except AgentEvalError as e:
-        err_console.print(f"[red]error:[/red] {e}", highlight=False, markup=True)
+        err_console.print(f"[red]error:[/red] {escape(str(e))}", highlight=False)
         raise typer.Exit(e.exit_code) from None
 
 
@@ -209,13 +210,13 @@ def verify(task: str = typer.Argument(..., help="Task folder."),
     outcome = _guard(lambda: verify_solution(task, solution, variant, artifacts,
                                              log=lambda m: err_console.print(m, markup=False)))
     if outcome.verdict is None:
-        err_console.print(f"[red]verify_error:[/red] {outcome.error}", highlight=False)
+        err_console.print(f"[red]verify_error:[/red] {escape(str(outcome.error))}", highlight=False)
         raise typer.Exit(1)
     table = Table()
     for col in ("", "check", "message"):
         table.add_column(col)
     for c in outcome.verdict.checks:
-        table.add_row("[green]pass[/green]" if c.passed else "[red]FAIL[/red]", c.name, c.message)
+        table.add_row("[green]pass[/green]" if c.passed else "[red]FAIL[/red]", escape(c.name), escape(c.message))
     console.print(table)
     for a in outcome.artifacts:
         console.print(f"artifact: {artifacts / a.name if artifacts else a.name}")

@@ -98,3 +98,8 @@ def test_help_lists_commands() -> None:
 def test_runs_without_db(tmp_path: Path) -> None:
     proc = agenteval("runs", "--db", str(tmp_path / "none.duckdb"))
     assert proc.returncode == 1 and "no such database" in one_error_line(proc)
+
+
+def test_error_text_with_brackets_is_printed_whole(tmp_path: Path) -> None:
+    proc = agenteval("run", "tasks/folder", "--model", "Bad Name", "--db", str(tmp_path / "db"))
+    assert "provider:name[@base_url]" in one_error_line(proc)
