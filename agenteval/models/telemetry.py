@@ -41,7 +41,7 @@ class StreamClock:
         if self.first_answer is not None:
             call.ttfat_s = round(self.first_answer - self.t0, 6)
         if self.first_any is not None and self.last is not None and self.last > self.first_any:
-            call.decode_s = round(self.last - self.first_any, 6)
+            call.decode_s = self.last - self.first_any  # unrounded: a fast stream can take under a microsecond
             if call.completion_tokens:
                 call.decode_tokens_per_s = call.completion_tokens / call.decode_s
         return call

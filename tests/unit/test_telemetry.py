@@ -79,3 +79,13 @@ llama_perf_context_print:       total time =      73.22 ms /    37 tokens
     assert abs(t["generation_tokens_per_s"] - 19 / ((73.22 - 0.03) / 1000)) < 1e-6
     assert abs(t["eval_tokens_per_s"] - 19 / 0.00261) < 1e-6
     assert parse_llama_perf("nothing here") == {}
+
+
+def test_a_burst_stream_never_divides_by_zero() -> None:
+    clock = StreamClock()
+    clock.token(answer=True)
+    clock.last = clock.first_any + 1e-9 if clock.first_any is not None else None  # two tokens 1 ns apart
+    call = ModelCall(completion_tokens=5)
+    clock.finish(call)
+    assert call.decode_s is not None and call.decode_s > 0
+    assert call.decode_tokens_per_s is not None and call.decode_tokens_per_s > 1e6

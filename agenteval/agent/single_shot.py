@@ -1,18 +1,13 @@
-"""The agent phase: composes a model with a task inside a sandbox.
-
-Models that act on the sandbox themselves (``DirectSolver``: oracle, nop) are
-called directly. Chat models answer once (single-shot): every file they
-write comes back in a fenced block ``file:PATH`` and is written into
-/workspace, then the verifier judges it. (The multi-step tool-using graph
-builds on this.)
-"""
+"""Single-shot mode: the model answers once; every file it writes comes back in
+a fenced block ``file:PATH`` and is written into /workspace before the verifier
+judges it."""
 
 from __future__ import annotations
 
 import re
 from typing import Any
 
-from agenteval.models.base import AgentContext, AgentOutcome, DirectSolver
+from agenteval.models.base import AgentContext, AgentOutcome
 from agenteval.models.chat import ModelCallError
 from agenteval.sandbox.base import WORKSPACE, FileEntry, safe_relpath
 
@@ -43,12 +38,6 @@ def extract_files(answer: str) -> tuple[dict[str, FileEntry], list[str]]:
             continue
         files[path] = FileEntry((m["body"] + "\n").encode("utf-8"), 0o755 if path.endswith(".sh") else 0o644)
     return files, refused
-
-
-def run_agent(model: Any, ctx: AgentContext) -> AgentOutcome:
-    if isinstance(model, DirectSolver):
-        return model.solve(ctx)
-    return single_shot(model, ctx)
 
 
 def single_shot(model: Any, ctx: AgentContext) -> AgentOutcome:
