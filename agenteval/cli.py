@@ -78,6 +78,12 @@ def run(
     out: Optional[Path] = typer.Option(None, "--out", envvar="AGENTEVAL_OUT",
                                        help="Folder for reports: <out>/<run-id>/index.html [default: reports]."),
     config: Optional[Path] = CONFIG_OPT,
+    retry_errors: bool = typer.Option(False, "--retry-errors", help="With --resume: run infra_error trials again."),
+    fail_under: Optional[float] = typer.Option(None, "--fail-under", min=0.0, max=1.0,
+                                               help="Exit 1 when a model's pass rate is under RATE (0..1)."),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", min=1, help="Agent budget: model turns."),
+    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", min=1, help="Agent budget: total tokens."),
+    agent_timeout: Optional[float] = typer.Option(None, "--agent-timeout", min=1, help="Agent budget: seconds."),
 ) -> None:
     """Run every model on every task variant and sample, then write the report."""
     from agenteval.config import load_config
@@ -87,7 +93,12 @@ def run(
     opts = RunOptions(task_paths=list(paths or []), models=list(model), samples=samples or defaults.samples,
                       concurrency=concurrency or defaults.concurrency or 1, variants=list(variant),
                       db=db or Path(defaults.db or "reports/agenteval.duckdb"), out=out or Path(defaults.out or "reports"),
-                      resume=resume, config=config)
+                      resume=resume, config=config, retry_errors=retry_errors,
+                      budgets={k: v for k, v in (("max_steps", max_steps), ("max_total_tokens", max_tokens),
+                                                 ("timeout_sec", agent_timeout)) if v is not None})
+    if retry_errors and not resume:
+        err_console.print("[red]error:[/red] --retry-errors goes with --resume RUN_ID")
+        raise typer.Exit(2)
     if resume and (paths or model):
         err_console.print("[red]error:[/red] --resume takes the tasks and models of the run it resumes")
         raise typer.Exit(2)
@@ -102,6 +113,17 @@ def run(
                           f"resume with: agenteval run --resume {result.run.run_id}")
         raise typer.Exit(130)
     console.print(f"run {result.run.run_id}: {sum(r.passed for r in result.records)}/{len(result.records)} passed")
+    if fail_under is not None:
+        low = {m: rate for m, rate in pass_rates(result.records).items() if rate < fail_under}
+        if low:
+            err_console.print("pass rate under " + f"{fail_under:g}: " +
+                              ", ".join(f"{m} {rate:.2f}" for m, rate in sorted(low.items())), markup=False)
+            raise typer.Exit(1)
+
+
+def pass_rates(records: list["TrialRecord"]) -> dict[str, float]:
+    models = {r.model for r in records}
+    return {m: sum(r.passed for r in records if r.model == m) / sum(r.model == m for r in records) for m in models}
 
 
 class _Progress:
@@ -111,10 +133,11 @@ class _Progress:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("{task.fields[passed]} passed"), TimeRemainingColumn(),
+                                 TimeRemainingColumn(), TextColumn("{task.fields[stats]}"),
                                  console=err_console, transient=False)
         self.task_id: Any = None
-        self.passed = 0
+        self.per_model: dict[str, list[int]] = {}
+        self.rates: dict[str, list[float]] = {}
 
     def __enter__(self) -> "_Progress":
         self.progress.__enter__()
@@ -129,11 +152,22 @@ class _Progress:
     def planned(self, total: int, skipped: int) -> None:
         if skipped:
             self.log(f"{skipped} trials already recorded; running the {total} missing")
-        self.task_id = self.progress.add_task("trials", total=total, passed=0)
+        self.task_id = self.progress.add_task("trials", total=total, stats="")
 
     def trial_done(self, record: "TrialRecord") -> None:
-        self.passed += int(record.passed)
-        self.progress.update(self.task_id, advance=1, passed=self.passed)
+        """Live pass rate per model and its median decode tokens/s."""
+        from statistics import median
+
+        counts = self.per_model.setdefault(record.model, [0, 0])
+        counts[0] += int(record.passed)
+        counts[1] += 1
+        self.rates.setdefault(record.model, []).extend(
+            c.decode_tokens_per_s for c in record.model_calls if c.decode_tokens_per_s)
+        parts = []
+        for model, (passed, total) in self.per_model.items():
+            rates = self.rates.get(model)
+            parts.append(f"{model} {passed}/{total}" + (f" {median(rates):.0f} tok/s" if rates else ""))
+        self.progress.update(self.task_id, advance=1, stats=" | ".join(parts))
 
 
 def _print_summary(records: list["TrialRecord"]) -> None:

@@ -58,6 +58,8 @@ class ModelConfig(_Strict):
     sampling: dict[str, Any] = Field(default_factory=lambda: {"temperature": 0.0, "seed": 0},
                                      description="Sampling parameters sent with every request.")
     tools: Literal["auto", "native", "text"] = Field(default="auto", description="Tool-calling protocol.")
+    max_in_flight: int = Field(default=1, ge=1, description="Requests in flight to this model at once "
+                               "(1 keeps throughput figures clean; recorded with each call).")
     startup_timeout_sec: float = Field(default=300, gt=0, description="Wait this long for a started server to answer.")
     health_path: str = Field(default="/v1/models", description="Path polled until the started server answers.")
     api_key_env: str | None = Field(default=None, description="Environment variable holding the API key.")

@@ -201,6 +201,20 @@ class Store:
             raise StoreError(f"{self.path}: holds no runs yet")
         return str(row[0])
 
+    def forget_trials(self, run_id: str, failure_mode: str) -> int:
+        """Delete a run's trials of one failure mode (and their rows), so they run again."""
+        ids = [r[0] for r in self.con.execute("SELECT trial_id FROM trials WHERE run_id = ? AND failure_mode = ?",
+                                              [run_id, failure_mode]).fetchall()]
+        if not ids:
+            return 0
+        self.con.begin()
+        for table in TABLES[1:]:
+            for child in table.children:
+                self.con.execute(f"DELETE FROM {child.table} WHERE trial_id IN (SELECT unnest(?))", [ids])
+        self.con.execute("DELETE FROM trials WHERE trial_id IN (SELECT unnest(?))", [ids])
+        self.con.commit()
+        return len(ids)
+
     def committed_keys(self, run_id: str) -> set[str]:
         return {r[0] for r in self.con.execute("SELECT key FROM trials WHERE run_id = ?", [run_id]).fetchall()}
 

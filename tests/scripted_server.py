@@ -42,7 +42,7 @@ class Reply:
 
 
 class ScriptedServer:
-    def __init__(self, replies: list[Reply] | None = None) -> None:
+    def __init__(self, replies: list[Reply] | None = None, port: int = 0) -> None:
         self.replies = list(replies or [])
         self.routes: dict[str, Reply] = {}
         self.requests: list[tuple[str, str, dict[str, Any]]] = []
@@ -83,7 +83,7 @@ class ScriptedServer:
             do_GET = _serve
             do_POST = _serve
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.httpd.daemon_threads = True
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 

@@ -8,6 +8,7 @@ import json
 import os
 import platform
 import subprocess
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -34,6 +35,7 @@ class ServedModel:
         self.make_client = make_client
         self.warm_up_s: float | None = None
         self.info: dict[str, Any] = {}
+        self._slots = threading.BoundedSemaphore(cfg.max_in_flight if cfg else 1)
 
     @property
     def random_weights(self) -> bool:
@@ -80,10 +82,11 @@ class ServedModel:
 
     def chat(self, messages: list[dict[str, Any]], *, max_tokens: int | None = None, **kw: Any) -> ChatResponse:
         perf_log = self.server is not None and self.server.cfg.engine == "llamacpp"
-        offset = self.server.log_size() if perf_log and self.server else 0
-        resp: ChatResponse = self.client.chat(messages, max_tokens=self._fit(messages, max_tokens), **kw)
-        if perf_log and self.server and not resp.call.server_timings:
-            self._use_server_perf(resp, self.server.perf_since(offset))
+        with self._slots:  # the per-model limit on requests in flight
+            offset = self.server.log_size() if perf_log and self.server else 0
+            resp: ChatResponse = self.client.chat(messages, max_tokens=self._fit(messages, max_tokens), **kw)
+            if perf_log and self.server and not resp.call.server_timings:
+                self._use_server_perf(resp, self.server.perf_since(offset))
         return resp
 
     @staticmethod

@@ -4,6 +4,7 @@ each record as it arrives (this process is the only writer), survives Ctrl-C.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import secrets
 import signal
@@ -40,11 +41,13 @@ class RunOptions:
     out: Path = Path("reports")
     resume: str | None = None
     config: Path | None = None
+    retry_errors: bool = False
+    budgets: dict[str, Any] = field(default_factory=dict)  # max_steps / max_total_tokens / timeout_sec
 
     def to_config(self) -> dict[str, Any]:
         return {"task_paths": self.task_paths, "models": self.models, "samples": self.samples,
                 "concurrency": self.concurrency, "variants": self.variants,
-                "config": str(self.config) if self.config else None}
+                "config": str(self.config) if self.config else None, "budgets": self.budgets}
 
 
 @dataclass
@@ -81,6 +84,14 @@ def plan(tasks: list[Task], models: list[ModelSpec], samples: int | None, varian
             for s in range(samples or task.spec.samples)]
 
 
+def with_budgets(task: Task, budgets: dict[str, Any]) -> Task:
+    """The task with command-line budgets in place of task.toml's [agent] values."""
+    if not budgets:
+        return task
+    agent = task.spec.agent.model_copy(update=budgets)
+    return dataclasses.replace(task, spec=task.spec.model_copy(update={"agent": agent}))
+
+
 def prepare(opts: RunOptions, log: Callable[[str], None]) -> tuple[list[Task], dict[str, Any], Any, dict[str, str]]:
     """Validate everything a user can get wrong before any container starts."""
     if not opts.task_paths:
@@ -89,7 +100,7 @@ def prepare(opts: RunOptions, log: Callable[[str], None]) -> tuple[list[Task], d
         raise BadInputError("no model given: add --model oracle (or provider:name[@url])")
     if opts.concurrency < 1:
         raise BadInputError("--concurrency must be at least 1")
-    tasks = [load_task(p) for p in opts.task_paths]
+    tasks = [with_budgets(load_task(p), opts.budgets) for p in opts.task_paths]
     names = [t.name for t in tasks]
     if len(set(names)) != len(names):
         raise BadInputError(f"two task folders share the name {max(names, key=names.count)!r}")
@@ -127,8 +138,12 @@ def execute_run(opts: RunOptions, observer: RunObserver | None = None,
             opts = RunOptions(task_paths=cfg["task_paths"], models=cfg["models"], samples=cfg["samples"],
                               concurrency=opts.concurrency if opts.concurrency > 1 else cfg["concurrency"],
                               variants=cfg["variants"], db=opts.db, out=opts.out, resume=opts.resume,
-                              config=opts.config or (Path(cfg["config"]) if cfg.get("config") else None))
+                              config=opts.config or (Path(cfg["config"]) if cfg.get("config") else None),
+                              retry_errors=opts.retry_errors, budgets=cfg.get("budgets") or {})
         tasks, models, client, images = prepare(opts, log)
+        if opts.resume and opts.retry_errors:  # after every check passed: nothing is lost to a typo
+            n = store.forget_trials(opts.resume, "infra_error")
+            log(f"running {n} trials that ended in infra_error again")
         from agenteval.sandbox.docker import DockerSandbox, close_all_live
         from agenteval.sandbox.engine import server_version
 

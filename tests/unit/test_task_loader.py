@@ -134,3 +134,13 @@ def test_variant_environment_folder(tmp_path: Path) -> None:
     (root / "task.toml").write_text('[[variants]]\nid = "a"\nenvironment = "../"\n')
     with pytest.raises(TaskError, match="not a folder inside the task"):
         load_task(root)
+
+
+def test_command_line_budgets_replace_task_toml(tmp_path: Path) -> None:
+    from agenteval.runner.run import with_budgets
+
+    task = load_task(make_task(tmp_path / "t", "[agent]\nmax_steps = 9\ntimeout_sec = 60\n", "x\n"))
+    changed = with_budgets(task, {"max_steps": 2, "max_total_tokens": 500})
+    assert (changed.spec.agent.max_steps, changed.spec.agent.max_total_tokens, changed.spec.agent.timeout_sec) == (
+        2, 500, 60)
+    assert task.spec.agent.max_steps == 9 and with_budgets(task, {}) is task
