@@ -16,44 +16,21 @@ over ``AgentState`` and record what it does through ``runtime``.
 from __future__ import annotations
 
 import importlib.util
-import operator
 import re
 import time
-from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal, TypedDict
+from typing import Any, Literal
 
 from agenteval.agent.prompts import NATIVE_SYSTEM, TEXT_SYSTEM
+from agenteval.agent.state import AgentRuntime, AgentState
 from agenteval.agent.single_shot import extract_files
 from agenteval.agent.tools import TOOLS, run_tool
 from agenteval.errors import TaskError
 from agenteval.models.base import AgentContext, AgentOutcome
 from agenteval.models.chat import ChatResponse, ModelCallError
-from agenteval.records import ModelCall
 
 MAX_TOKENS_PER_CALL = 8192
 _BASH_BLOCK = re.compile(r"^```(?:bash|sh|shell)[ \t]*\n(?P<body>.*?)\n```[ \t]*$", re.MULTILINE | re.DOTALL)
 _DONE = re.compile(r"^\s*DONE\s*$", re.MULTILINE)
-
-
-class AgentState(TypedDict):
-    messages: Annotated[list[dict[str, Any]], operator.add]
-    pending: list[dict[str, Any]]
-    steps: int
-    tokens: int
-    stop: str | None
-
-
-@dataclass
-class AgentRuntime:
-    """What one trial's graph records and decides beyond its state."""
-
-    protocol: Literal["native", "text"] = "native"
-    deadline: float = 0.0
-    calls: list[ModelCall] = field(default_factory=list)
-    transcript: list[dict[str, Any]] = field(default_factory=list)
-
-    def remaining(self) -> float:
-        return self.deadline - time.monotonic()
 
 
 def parse_text_actions(answer: str) -> list[dict[str, Any]]:
