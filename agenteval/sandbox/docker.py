@@ -284,8 +284,6 @@ class DockerSandbox(Sandbox):
     # -- files -------------------------------------------------------------
     def write_files(self, dest: str, files: dict[str, FileEntry], *, uid: int = AGENT_UID,
                     dir_mode: int = 0o755) -> None:
-        from docker.errors import DockerException
-
         root, prefix = _split_mount(dest)
         buf = io.BytesIO()
         now = time.time()
@@ -308,16 +306,9 @@ class DockerSandbox(Sandbox):
                 info = _tarinfo(rel, tarfile.REGTYPE, entry.mode, uid, now)
                 info.size = len(entry.content)
                 tar.addfile(info, io.BytesIO(entry.content))
-        try:
-            ok = self.client.api.put_archive(self._cid(), root, buf.getvalue())
-        except DockerException as e:
-            raise SandboxError(f"could not write files into {dest}: {_short(e)}") from e
-        if not ok:
-            raise SandboxError(f"could not write files into {dest}")
+        self._put(root, buf.getvalue(), f"write files into {dest}")
 
     def write_tree(self, dest: str, src: Path, *, uid: int = AGENT_UID) -> None:
-        from docker.errors import DockerException
-
         root, prefix = _split_mount(dest)
 
         def own(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
@@ -331,12 +322,17 @@ class DockerSandbox(Sandbox):
         with tarfile.open(fileobj=buf, mode="w") as tar:
             for child in sorted(src.iterdir()):
                 tar.add(child, arcname="/".join(p for p in (prefix, child.name) if p), filter=own)
+        self._put(root, buf.getvalue(), f"copy {src} into {dest}")
+
+    def _put(self, root: str, archive: bytes, what: str) -> None:
+        from docker.errors import DockerException
+
         try:
-            ok = self.client.api.put_archive(self._cid(), root, buf.getvalue())
+            ok = self.client.api.put_archive(self._cid(), root, archive)
         except DockerException as e:
-            raise SandboxError(f"could not copy {src} into {dest}: {_short(e)}") from e
+            raise SandboxError(f"could not {what}: {_short(e)}") from e
         if not ok:
-            raise SandboxError(f"could not copy {src} into {dest}")
+            raise SandboxError(f"could not {what}")
 
     def read_file(self, path: str, max_bytes: int = 16 * 1024**2) -> bytes | None:
         files = self._get_archive(path, max_bytes)
