@@ -138,16 +138,20 @@ class ServedModel:
         return info
 
 
-def _engine_info(server: ManagedServer) -> dict[str, Any]:
+def _package_version(name: str) -> str | None:
     from importlib.metadata import PackageNotFoundError, version
 
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
+
+
+def _engine_info(server: ManagedServer) -> dict[str, Any]:
     info: dict[str, Any] = {}
     path = server.model_path
     if server.cfg.engine == "transformers":
-        try:
-            info.update(server="transformers serve", server_version=version("transformers"))
-        except PackageNotFoundError:
-            pass
+        info.update(server="transformers serve", server_version=_package_version("transformers"))
         if path and path.is_dir():
             cfg = json.loads((path / "config.json").read_text()) if (path / "config.json").is_file() else {}
             info["quantization"] = str(cfg.get("quantization_config", {}).get("quant_method") or
@@ -159,10 +163,7 @@ def _engine_info(server: ManagedServer) -> dict[str, Any]:
             if template.is_file():
                 info["chat_template_sha256"] = hashlib.sha256(template.read_bytes()).hexdigest()[:16]
     elif server.cfg.engine == "llamacpp":
-        try:
-            info.update(server="llama-cpp-python", server_version=version("llama_cpp_python"))
-        except PackageNotFoundError:
-            pass
+        info.update(server="llama-cpp-python", server_version=_package_version("llama_cpp_python"))
         if path and path.is_file():
             from agenteval.models.gguf import gguf_info
 

@@ -4,6 +4,7 @@ each record as it arrives (this process is the only writer), survives Ctrl-C.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import secrets
@@ -19,11 +20,10 @@ from agenteval import __version__
 from agenteval.errors import BadInputError
 from agenteval.models.base import ModelSpec, base_fingerprint
 from agenteval.models.registry import create_model
-from agenteval.records import Fingerprint, RunRecord, TrialRecord, utcnow
-from agenteval.runner.executor import Executor, LocalExecutor
 from agenteval.models.chat import ModelCallError, close_all_streams
 from agenteval.models.servers import ServerStartError
-from agenteval.records import FailureMode
+from agenteval.records import FailureMode, Fingerprint, RunRecord, TrialRecord, utcnow
+from agenteval.runner.executor import Executor, LocalExecutor
 from agenteval.runner.trial import TrialEnv, TrialInterrupted, TrialSpec, failed_record, run_trial
 from agenteval.sandbox.base import Sandbox, SandboxLimits
 from agenteval.store import DEFAULT_DB, Store
@@ -202,11 +202,8 @@ def _run_model(model: Any, group: list[TrialSpec], env: TrialEnv, executor: Exec
                close_all_live: Callable[[], int]) -> bool:
     """Serve one model (start its server, warm up), run its trials, stop. True when interrupted."""
     serving = getattr(model, "serving", None)
-    if serving is None:
-        fingerprint(model)
-        return _drive(group, env, executor, store, observer, close_all_live)
     try:
-        with serving(log):
+        with serving(log) if serving is not None else contextlib.nullcontext():
             fingerprint(model)
             return _drive(group, env, executor, store, observer, close_all_live)
     except (ServerStartError, ModelCallError) as e:
