@@ -20,6 +20,7 @@ from agenteval.errors import AgentEvalError
 
 if TYPE_CHECKING:
     from agenteval.records import TrialRecord
+    from agenteval.store import Store
 
 console = Console()
 err_console = Console(stderr=True, soft_wrap=True)
@@ -194,24 +195,103 @@ def _print_summary(records: list["TrialRecord"]) -> None:
     console.print(table)
 
 
+RUNS_OPT = typer.Option([], "--run", help="Run id; repeat to put several runs on one scorecard [default: the latest].")
+SITE_OPT = typer.Option(None, "--out", help="Folder the site is written to [default: the run's own folder "
+                        "reports/<run-id>, or reports/combined-<hash> for several runs].")
+
+
+def _site_dir(store: "Store", run_ids: list[str], out: Optional[Path]) -> Path:
+    if out is not None:
+        return out
+    if len(run_ids) == 1:
+        run = store.run(run_ids[0])
+        return Path(run.config.get("out") or "reports") / run.run_id
+    import hashlib
+
+    return Path("reports") / ("combined-" + hashlib.sha1(" ".join(sorted(run_ids)).encode()).hexdigest()[:8])
+
+
 @app.command()
-def report(run_id: Optional[str] = typer.Option(None, "--run", help="Run id (default: the latest)."),
-           db: Path = DB_OPT, out: Path = OUT_OPT) -> None:
-    """Render the HTML report of a recorded run again."""
-    from agenteval.report import render_run
+def report(run_ids: list[str] = RUNS_OPT, db: Path = DB_OPT, out: Optional[Path] = SITE_OPT) -> None:
+    """Write the static scorecard site of one or more recorded runs (opens from disk, hosts as is)."""
+    from agenteval.report import render_report
     from agenteval.store import Store
 
     def body() -> Path:
         with Store(db, read_only=True) as store:
-            rid = run_id or store.latest_run_id()
-            return render_run(store, rid, out / rid)
+            ids = _unique(run_ids) or [store.latest_run_id()]
+            return render_report(store, ids, _site_dir(store, ids, out), log=lambda m: err_console.print(m, markup=False))
 
     console.print(f"report: {_guard(body)}")
 
 
 @app.command()
+def compare(a: str = typer.Argument(..., help="Model A (a label as `agenteval runs` shows it)."),
+            b: str = typer.Argument(..., help="Model B."),
+            run_ids: list[str] = typer.Option([], "--run", help="Runs to take trials from [default: the latest "
+                                                                 "run holding each model]."),
+            db: Path = DB_OPT, out: Optional[Path] = SITE_OPT) -> None:
+    """Compare two models on the trials both ran: exact McNemar test and tasks each wins; writes their page."""
+    from agenteval.errors import BadInputError
+    from agenteval.report import render_report
+    from agenteval.report.data import load_scorecard
+    from agenteval.store import Store
+
+    def body() -> tuple[Any, Path]:
+        if a == b:
+            raise BadInputError("compare needs two different models")
+        with Store(db, read_only=True) as store:
+            ids = _unique(run_ids) or _unique([store.latest_run_with(a), store.latest_run_with(b)])
+            card = load_scorecard(store, ids)
+            missing = [m for m in (a, b) if m not in card.models]
+            if missing:
+                raise BadInputError(f"no trials of {', '.join(missing)} in run(s) {', '.join(ids)}; "
+                                    f"models there: {', '.join(card.models)}")
+            site = _site_dir(store, ids, out)
+            render_report(store, ids, site, pairs=[(a, b)])
+            from agenteval.report.data import slug
+
+            return card.pair(a, b), site / "pairs" / f"{slug(a)}__{slug(b)}.html"
+
+    pair, page = _guard(body)
+    console.print(f"{pair.pairs} paired trials: both passed {pair.both}, neither {pair.neither}, "
+                  f"only {a} {len(pair.only_a)}, only {b} {len(pair.only_b)}", markup=False, highlight=False)
+    console.print(f"exact McNemar p = {pair.p_value:.4g}; tasks won: {a} {len(pair.tasks_a)}, {b} {len(pair.tasks_b)}, "
+                  f"tied {len(pair.tasks_tied)}", markup=False, highlight=False)
+    console.print(f"page: {page}", markup=False, highlight=False)
+
+
+@app.command()
+def export(fmt: str = typer.Option(..., "--format", "-f", help="parquet (a folder of tables, for notebooks), "
+                                   "jsonl (one trial record a line), junit (XML a CI system shows as tests)."),
+           run_ids: list[str] = RUNS_OPT, db: Path = DB_OPT,
+           out: Optional[Path] = typer.Option(None, "--out", "-o", help="File (jsonl, junit) or folder (parquet) "
+                                              "[default: standard output; parquet: reports/<run-id>/parquet]."),
+           ) -> None:
+    """Export recorded trials: Parquet, JSON Lines or JUnit XML."""
+    from agenteval.export import export_runs
+    from agenteval.store import Store
+
+    def body() -> Optional[Path]:
+        with Store(db, read_only=True) as store:
+            ids = _unique(run_ids) or [store.latest_run_id()]
+            target = out
+            if target is None and fmt == "parquet":
+                target = _site_dir(store, ids, None) / "parquet"
+            return export_runs(store, ids, fmt, None if target == Path("-") else target)
+
+    written = _guard(body)
+    if written is not None:
+        err_console.print(f"exported: {written}", markup=False, highlight=False)
+
+
+def _unique(items: list[str]) -> list[str]:
+    return list(dict.fromkeys(items))
+
+
+@app.command()
 def runs(db: Path = DB_OPT) -> None:
-    """List recorded runs."""
+    """List recorded runs: id, date, models, tasks, trials and pass rate."""
     from rich.table import Table
 
     from agenteval.store import Store
@@ -219,12 +299,12 @@ def runs(db: Path = DB_OPT) -> None:
     def body() -> None:
         with Store(db, read_only=True) as store:
             table = Table()
-            for col in ("run", "started", "status", "models", "tasks", "trials", "passed"):
-                table.add_column(col)
-            for r in store.runs():
-                trials = store.trials(r.run_id)
-                table.add_row(r.run_id, f"{r.started_at:%Y-%m-%d %H:%M}", r.status, ", ".join(r.models),
-                              ", ".join(r.tasks), str(len(trials)), str(sum(t.passed for t in trials)))
+            for col in ("run", "started", "status", "models", "tasks", "trials", "passed", "pass rate"):
+                table.add_column(col, justify="right" if col in ("trials", "passed", "pass rate") else "left")
+            for r in store.run_summaries():
+                table.add_row(r.run_id, f"{r.started_at:%Y-%m-%d %H:%M}", r.status, escape(", ".join(r.models)),
+                              escape(", ".join(r.tasks)), str(r.trials), str(r.passed),
+                              "-" if r.pass_rate is None else f"{100 * r.pass_rate:.0f}%")
             console.print(table)
 
     _guard(body)

@@ -41,3 +41,16 @@ class ImageBuildError(AgentEvalError):
 
 class StoreError(AgentEvalError):
     """The DuckDB store cannot be opened or written."""
+
+
+class ClusterError(BadInputError):
+    """A distributed executor cannot run the trials: no cluster answers at the address,
+    no node declares a Docker engine, a node lacks the sandbox images. Exit code 2."""
+
+
+class ReportError(AgentEvalError):
+    """A report or export could not be written."""
+
+
+class UnknownRecordError(StoreError, BadInputError):
+    """A run id or model named on the command line is not in the store. Exit code 2."""

@@ -76,8 +76,6 @@ def build_graph(model: Any, ctx: AgentContext, runtime: AgentRuntime) -> Any:
             return {"stop": f"{'infra' if e.kind == 'infra' else 'model'}_error: {e}"}
         runtime.calls.append(resp.call)
         used = (resp.call.prompt_tokens or 0) + (resp.call.completion_tokens or 0)
-        runtime.transcript.append({"role": "assistant", "content": resp.content, "reasoning": resp.reasoning,
-                                   "tool_calls": [t.__dict__ for t in resp.tool_calls]})
         message: dict[str, Any] = {"role": "assistant", "content": resp.content}  # reasoning never goes back
         if runtime.protocol == "native":
             pending = [{"id": t.id, "name": t.name, "arguments": t.arguments} for t in resp.tool_calls]
@@ -87,6 +85,9 @@ def build_graph(model: Any, ctx: AgentContext, runtime: AgentRuntime) -> Any:
                                          for t in resp.tool_calls]
         else:
             pending = parse_text_actions(resp.content)
+        # what the answer made happen, for either protocol (the report lists files written from it)
+        runtime.transcript.append({"role": "assistant", "content": resp.content, "reasoning": resp.reasoning,
+                                   "tool_calls": [dict(p) for p in pending]})
         update: dict[str, Any] = {"messages": [message], "pending": pending, "steps": state["steps"] + 1,
                                   "tokens": state["tokens"] + used}
         if not pending:

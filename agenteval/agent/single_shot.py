@@ -49,8 +49,11 @@ def single_shot(model: Any, ctx: AgentContext) -> AgentOutcome:
     except ModelCallError as e:
         status = "infra_error" if e.kind == "infra" else "model_error"
         return AgentOutcome(status, str(e), model_calls=[e.call], transcript=transcript)
-    transcript.append({"role": "assistant", "content": resp.content, "reasoning": resp.reasoning})
     files, refused = extract_files(resp.content)
+    transcript.append({"role": "assistant", "content": resp.content, "reasoning": resp.reasoning,
+                       "tool_calls": [{"id": f"file_{i}", "name": "write_file",
+                                       "arguments": {"path": path, "content": entry.content.decode("utf-8", "replace")}}
+                                      for i, (path, entry) in enumerate(files.items())]})
     if files:
         ctx.sandbox.write_files(WORKSPACE, files)
     note = f"wrote {len(files)} files" + (f"; refused paths {refused}" if refused else "")

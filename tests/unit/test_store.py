@@ -105,3 +105,76 @@ def test_sql_types_follow_annotations() -> None:
     assert sql_type(float | None) == "DOUBLE"
     assert sql_type(FailureMode | None) == "VARCHAR"
     assert sql_type(list[str]) == "JSON"
+
+
+def _with_calls(key: str, passed: bool, tokens: tuple[int, int]) -> TrialRecord:
+    from agenteval.records import ModelCall
+
+    calls = [ModelCall(index=i, prompt_tokens=p, completion_tokens=c, decode_tokens_per_s=10.0 * (i + 1), ttft_s=0.5)
+             for i, (p, c) in enumerate([tokens, tokens])]
+    return trial(key=key, passed=passed).model_copy(update={"model_calls": calls})
+
+
+def test_commit_trials_is_one_transaction(tmp_path: Path) -> None:
+    with Store(tmp_path / "db.duckdb") as store:
+        store.save_run(run())
+        good = trial(key="t/v/oracle/0")
+        clash = trial(key="t/v/oracle/0").model_copy(update={"trial_id": "other"})
+        with pytest.raises(StoreError, match="could not record 2 trials"):
+            store.commit_trials([good, clash])
+        assert store.con.execute("SELECT count(*) FROM trials").fetchall() == [(0,)]
+        assert store.con.execute("SELECT count(*) FROM trial_execs").fetchall() == [(0,)]
+        store.commit_trials([good, trial(key="t/v/oracle/1")])
+        assert store.committed_keys("r1") == {"t/v/oracle/0", "t/v/oracle/1"}
+
+
+def test_views_total_each_trials_calls(tmp_path: Path) -> None:
+    with Store(tmp_path / "db.duckdb") as store:
+        store.save_run(run())
+        store.commit_trials([_with_calls("t/v/oracle/0", True, (100, 20)), trial(key="t/v/oracle/1")])
+        rows = store.con.execute("SELECT key, calls, prompt_tokens, completion_tokens, total_tokens "
+                                 "FROM trial_totals ORDER BY key").fetchall()
+        assert rows == [("t/v/oracle/0", 2, 200, 40, 240), ("t/v/oracle/1", 0, None, None, None)]
+        assert store.con.execute("SELECT count(*), max(decode_tokens_per_s), any_value(run_id) "
+                                 "FROM call_telemetry").fetchall() == [(2, 20.0, "r1")]
+
+
+def test_run_summaries_count_in_one_query(tmp_path: Path) -> None:
+    with Store(tmp_path / "db.duckdb") as store:
+        store.save_run(run("r1"))
+        store.save_run(run("r2"))
+        store.commit_trials([trial("r1", "t/v/oracle/0"), trial("r1", "t/v/oracle/1", passed=False)])
+        got = {s.run_id: (s.trials, s.passed, s.pass_rate, s.models) for s in store.run_summaries()}
+        assert got == {"r1": (2, 1, 0.5, ["oracle"]), "r2": (0, 0, None, ["oracle"])}
+        assert store.latest_run_with("oracle") == "r1"
+        with pytest.raises(StoreError, match="no run has trials of model 'x'"):
+            store.latest_run_with("x")
+
+
+def test_broken_utf8_is_stored_not_lost(tmp_path: Path) -> None:
+    """A lone surrogate (what broken UTF-8 decodes to) must not cost the trial."""
+    rec = trial(passed=False).model_copy(update={
+        "error": "bad \ud800 byte", "transcript": [{"role": "assistant", "content": "x\udcff"}]})
+    rec.execs[0].stdout = "out \udc80\n"
+    with Store(tmp_path / "db.duckdb") as store:
+        store.save_run(run())
+        store.commit_trial(rec)
+        back = store.trials("r1")[0]
+    assert back.error is not None and back.error.startswith("bad ") and "byte" in back.error
+    assert back.execs[0].stdout.startswith("out ")
+    assert back.transcript[0]["content"].startswith("x")
+
+
+def test_read_only_open_brings_an_old_file_up_to_date(tmp_path: Path) -> None:
+    path = tmp_path / "db.duckdb"
+    with Store(path) as store:
+        store.save_run(run())
+        store.commit_trial(trial())
+    con = duckdb.connect(str(path))  # as agenteval 0.1 left it: migration 1 only
+    for view in ("trial_totals", "call_telemetry"):
+        con.execute(f"DROP VIEW {view}")
+    con.execute("DELETE FROM schema_migrations WHERE version > 1")
+    con.close()
+    with Store(path, read_only=True) as store:
+        assert store.read_only
+        assert store.con.execute("SELECT count(*) FROM trial_totals").fetchall() == [(1,)]

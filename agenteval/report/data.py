@@ -1,0 +1,213 @@
+"""What a scorecard shows, queried from DuckDB (never from a run's memory).
+
+Aggregates (counts, medians, p90s) are SQL over the store's views
+``trial_totals`` and ``call_telemetry``; the estimators DuckDB lacks (pass@k,
+Wilson, McNemar) come from ``stats``. One call of ``load_scorecard`` serves a
+leaderboard of any number of runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from itertools import combinations
+from typing import Any
+
+from agenteval.report.stats import Interval, mcnemar_exact, mean_pass_at_k, wilson
+from agenteval.store import Store
+
+ALL_TASKS = ""  # the task of a model's row over every task
+
+
+def slug(text: str) -> str:
+    """A file name for a model or task label: readable, safe, and unique by its hash."""
+    readable = re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.")[:48] or "x"
+    return f"{readable}-{hashlib.sha1(text.encode('utf-8', 'surrogatepass')).hexdigest()[:6]}"
+
+
+@dataclass(frozen=True)
+class CellStats:
+    """One model on one task (or on all of them): pass rates with their uncertainty, and speed."""
+
+    model: str
+    task: str
+    trials: int
+    passed: int
+    interval: Interval
+    pass_at: dict[int, float]
+    ttft_med: float | None = None
+    ttft_p90: float | None = None
+    tps_med: float | None = None
+    tps_p90: float | None = None
+    calls: int = 0
+    tokens_med: float | None = None
+    time_med: float | None = None
+    solve_tokens_med: float | None = None
+    solve_time_med: float | None = None
+    estimated: bool = False
+
+    @property
+    def rate(self) -> float:
+        return self.passed / self.trials if self.trials else 0.0
+
+
+@dataclass(frozen=True)
+class TrialRow:
+    """A trial as lists and comparisons show it."""
+
+    trial_id: str
+    run_id: str
+    key: str
+    model: str
+    task: str
+    variant: str
+    sample: int
+    passed: bool
+    failure_mode: str | None
+    error: str | None
+    score: float
+    duration_s: float
+    calls: int
+    total_tokens: int | None
+
+    @property
+    def outcome(self) -> str:
+        return "passed" if self.passed else (self.failure_mode or "failed")
+
+
+@dataclass(frozen=True)
+class PairStats:
+    """Two models on the trials they share (same task, variant and sample index)."""
+
+    a: str
+    b: str
+    pairs: int
+    both: int
+    neither: int
+    only_a: list[tuple[TrialRow, TrialRow]]
+    only_b: list[tuple[TrialRow, TrialRow]]
+    p_value: float
+    tasks_a: list[str]
+    tasks_b: list[str]
+    tasks_tied: list[str]
+
+
+@dataclass
+class Scorecard:
+    run_ids: list[str]
+    runs: list[Any]
+    models: list[str]
+    tasks: list[str]
+    cells: dict[tuple[str, str], CellStats]
+    variants: dict[str, list[str]]
+    variant_counts: dict[tuple[str, str, str], tuple[int, int]]
+    outcomes: dict[str, dict[str, int]]
+    fingerprints: dict[str, dict[str, Any]]
+    trials: list[TrialRow]
+    random_models: set[str] = field(default_factory=set)
+
+    def cell(self, model: str, task: str = ALL_TASKS) -> CellStats | None:
+        return self.cells.get((model, task))
+
+    def ranked(self) -> list[str]:
+        """Models by pass rate over every task, the faster first among equals."""
+        def key(m: str) -> tuple[float, float, str]:
+            c = self.cells[(m, ALL_TASKS)]
+            return (-c.rate, -(c.tps_med or 0.0), m)
+        return sorted(self.models, key=key)
+
+    def shown_ks(self) -> list[int]:
+        """The k of pass@k worth a column: 1, 2, 3, 5, 10, ... and the largest any model allows."""
+        most = max((max(c.pass_at, default=0) for (_, t), c in self.cells.items() if t == ALL_TASKS), default=0)
+        return sorted({k for k in (1, 2, 3, 5, 10, 20, 50, 100) if k <= most} | ({most} if most else set()))
+
+    def pair(self, a: str, b: str) -> PairStats:
+        return compare_models(self.trials, a, b)
+
+    def pairs(self) -> list[tuple[str, str]]:
+        return list(combinations(self.models, 2))
+
+
+def _ids(run_ids: list[str]) -> list[Any]:
+    return [list(run_ids)]
+
+
+def load_scorecard(store: Store, run_ids: list[str]) -> Scorecard:
+    runs = [store.run(r) for r in run_ids]
+    con = store.con
+    where = "WHERE run_id IN (SELECT unnest(?))"
+    trial_sql = (f"SELECT model, coalesce(task, ''), count(*), count(*) FILTER (WHERE passed), "
+                 "median(total_tokens), median(duration_s), median(total_tokens) FILTER (WHERE passed), "
+                 f"median(duration_s) FILTER (WHERE passed), bool_or(tokens_estimated) FROM trial_totals {where} "
+                 "GROUP BY GROUPING SETS ((model, task), (model))")
+    call_sql = (f"SELECT model, coalesce(task, ''), count(*), median(ttft_s), quantile_cont(ttft_s, 0.9), "
+                "median(decode_tokens_per_s), quantile_cont(decode_tokens_per_s, 0.9) "
+                f"FROM call_telemetry {where} GROUP BY GROUPING SETS ((model, task), (model))")
+    speed = {(m, t): rest for m, t, *rest in con.execute(call_sql, _ids(run_ids)).fetchall()}
+    counts: dict[tuple[str, str, str], tuple[int, int]] = {}
+    for model, task, variant, n, c in con.execute(
+            f"SELECT model, task, variant, count(*), count(*) FILTER (WHERE passed) FROM trials {where} "
+            "GROUP BY ALL", _ids(run_ids)).fetchall():
+        counts[(model, task, variant)] = (n, c)
+    cells: dict[tuple[str, str], CellStats] = {}
+    for model, task, n, c, tok, dur, s_tok, s_dur, est in con.execute(trial_sql, _ids(run_ids)).fetchall():
+        problems = [nc for (m, t, _), nc in counts.items() if m == model and (task == ALL_TASKS or t == task)]
+        max_k = min(n_ for n_, _ in problems)
+        pass_at = {k: v for k in range(1, max_k + 1) if (v := mean_pass_at_k(problems, k)) is not None}
+        calls, ttft, ttft90, tps, tps90 = speed.get((model, task), (0, None, None, None, None))
+        cells[(model, task)] = CellStats(model, task, n, c, wilson(c, n), pass_at, ttft, ttft90, tps, tps90, calls,
+                                         tok, dur, s_tok, s_dur, bool(est))
+    outcomes: dict[str, dict[str, int]] = defaultdict(dict)
+    for model, outcome, n in con.execute(
+            f"SELECT model, coalesce(failure_mode, 'passed'), count(*) FROM trials {where} GROUP BY ALL ORDER BY ALL",
+            _ids(run_ids)).fetchall():
+        outcomes[model][outcome] = n
+    fingerprints = {m: json.loads(fp) if isinstance(fp, str) else (fp or {}) for m, fp in con.execute(
+        f"SELECT model, arg_max(fingerprint, started_at) FROM trials {where} GROUP BY model", _ids(run_ids)).fetchall()}
+    trials = [TrialRow(*row) for row in con.execute(
+        "SELECT trial_id, run_id, key, model, task, variant, sample, passed, failure_mode, error, score, duration_s, "
+        f"calls, total_tokens FROM trial_totals {where} ORDER BY task, variant, model, sample, started_at",
+        _ids(run_ids)).fetchall()]
+    variants: dict[str, list[str]] = defaultdict(list)
+    for _, task, variant in sorted(counts):
+        if variant not in variants[task]:
+            variants[task].append(variant)
+    models = sorted({m for m, _ in cells})
+    return Scorecard(
+        run_ids=list(run_ids), runs=runs, models=models, tasks=sorted({t for _, t in cells if t != ALL_TASKS}),
+        cells=cells, variants=dict(variants), variant_counts=counts, outcomes=dict(outcomes),
+        fingerprints=fingerprints, trials=trials,
+        random_models={m for m, fp in fingerprints.items() if (fp.get("model_info") or {}).get("random_weights")})
+
+
+def compare_models(trials: list[TrialRow], a: str, b: str) -> PairStats:
+    """Pair A's and B's trials by task, variant and sample order; McNemar on the discordant pairs."""
+    mine: dict[str, dict[tuple[str, str], list[TrialRow]]] = {a: defaultdict(list), b: defaultdict(list)}
+    for t in trials:
+        if t.model in mine:
+            mine[t.model][(t.task, t.variant)].append(t)
+    only_a: list[tuple[TrialRow, TrialRow]] = []
+    only_b: list[tuple[TrialRow, TrialRow]] = []
+    both = neither = 0
+    per_task: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for cell, ta in mine[a].items():
+        for x, y in zip(ta, mine[b].get(cell, [])):
+            per_task[cell[0]][0] += int(x.passed)
+            per_task[cell[0]][1] += int(y.passed)
+            if x.passed and y.passed:
+                both += 1
+            elif x.passed:
+                only_a.append((x, y))
+            elif y.passed:
+                only_b.append((x, y))
+            else:
+                neither += 1
+    return PairStats(
+        a=a, b=b, pairs=both + neither + len(only_a) + len(only_b), both=both, neither=neither,
+        only_a=only_a, only_b=only_b, p_value=mcnemar_exact(len(only_a), len(only_b)),
+        tasks_a=sorted(t for t, (x, y) in per_task.items() if x > y),
+        tasks_b=sorted(t for t, (x, y) in per_task.items() if y > x),
+        tasks_tied=sorted(t for t, (x, y) in per_task.items() if x == y))

@@ -1,0 +1,170 @@
+"""The static scorecard site from real DuckDB files: pages, links, figures, hostile text."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from agenteval.records import (
+    Artifact, Check, ExecRecord, FailureMode, Fingerprint, ModelCall, RunRecord, TrialRecord, Verdict, utcnow,
+)
+from agenteval.report import render_report
+from agenteval.report import site as site_module
+from agenteval.report.data import load_scorecard
+from agenteval.store import Store
+
+HOSTILE = ('<script>window.__pwned=1</script><img src=x onerror="alert(2)">'
+           '<a href="javascript:alert(3)">x</a>"><svg onload=alert(4)>')
+
+
+def record(run_id: str, model: str, task: str, variant: str, sample: int, passed: bool, **extra: object) -> TrialRecord:
+    now = utcnow() + timedelta(seconds=sample)
+    checks = [Check(name="file exists", passed=True), Check(name="content", passed=passed, message="expected a")]
+    calls = [ModelCall(index=0, model=model, prompt_tokens=100, completion_tokens=50, ttft_s=0.2,
+                       decode_tokens_per_s=40.0 if model == "fast" else 10.0, e2e_s=1.5)] if model != "oracle" else []
+    data: dict[str, object] = dict(
+        trial_id=f"{run_id}-{model}-{task}-{variant}-{sample}", run_id=run_id,
+        key=f"{task}/{variant}/{model}/{sample}", task=task, task_path=f"tasks/{task}", task_hash="h",
+        variant=variant, sample=sample, model=model, passed=passed, score=1.0 if passed else 0.5,
+        failure_mode=None if passed else FailureMode.verify_failed, started_at=now, finished_at=now, duration_s=3.0,
+        verdict=Verdict.from_checks(checks), model_calls=calls,
+        transcript=[{"role": "user", "content": "make a.txt"},
+                    {"role": "assistant", "content": "", "reasoning": "think",
+                     "tool_calls": [{"id": "1", "name": "write_file",
+                                     "arguments": '{"path": "a.txt", "content": "hello file"}'}]},
+                    {"role": "tool", "name": "write_file", "content": "wrote 10 bytes to a.txt"}],
+        execs=[ExecRecord(phase="verify", user="1001", command="python3 verify.py", exit_code=0, duration_s=0.2)],
+        fingerprint=Fingerprint(agenteval_version="0", host="h", platform="p", model=model, provider="openai",
+                                model_info={"server": "llama.cpp", "quantization": "Q4_K_M", "context": 4096}))
+    data.update(extra)
+    return TrialRecord.model_validate(data)
+
+
+def hostile(run_id: str) -> TrialRecord:
+    long_line = "A" * 1_000_000
+    return record(run_id, "fast", "folder", "v1", 9, False, error=HOSTILE, transcript=[
+        {"role": "assistant", "content": HOSTILE + long_line, "reasoning": HOSTILE,
+         "tool_calls": [{"id": "1", "name": HOSTILE, "arguments": HOSTILE}]},
+        {"role": HOSTILE, "content": "\ud800 broken \x00"}],
+        execs=[ExecRecord(phase="agent", user="1000", command=HOSTILE, exit_code=1, duration_s=0.1, stdout=HOSTILE)],
+        artifacts=[Artifact(name="evil", path="javascript:alert(1)", size=1, media_type="image/png")])
+
+
+def build(tmp_path: Path, extra: list[TrialRecord] | None = None) -> Path:
+    db = tmp_path / "db.duckdb"
+    with Store(db) as store:
+        store.save_run(RunRecord(run_id="r1", started_at=utcnow(), agenteval_version="0", models=["fast", "slow"],
+                                 tasks=["folder", "flappy"], samples=2, concurrency=1, config={"out": str(tmp_path)}))
+        records = [record("r1", m, t, v, s, passed=(m == "fast" or s == 0))
+                   for m in ("fast", "slow", "oracle") for t in ("folder", "flappy") for v in ("v1", "v2")
+                   for s in range(2)]
+        store.commit_trials(records + (extra or []))
+    return db
+
+
+class Links(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.refs: list[str] = []
+        self.scripts = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.scripts += tag == "script"
+        for name, value in attrs:
+            if name in ("href", "src") and value:
+                self.refs.append(value)
+
+
+def test_site_pages_exist_and_every_link_resolves(tmp_path: Path) -> None:
+    db = build(tmp_path, [hostile("r1")])
+    with Store(db, read_only=True) as store:
+        index = render_report(store, ["r1"], tmp_path / "site")
+    site = index.parent
+    pages = sorted(site.rglob("*.html"))
+    assert {p.relative_to(site).parts[0] for p in pages} == {"index.html", "tasks", "pairs", "trials"}
+    assert len(list((site / "trials").glob("r1-*.html"))) == 25
+    for page in pages:
+        parser = Links()
+        parser.feed(page.read_text(encoding="utf-8"))
+        assert parser.scripts == 0, page
+        for ref in parser.refs:
+            assert not re.match(r"^[a-z]+:", ref), f"{page}: {ref} leaves the site"
+            target = (page.parent / ref.split("#")[0]).resolve()
+            assert ref.startswith("#") or target.is_file(), f"{page}: {ref} is broken"
+
+
+def test_hostile_output_is_inert_text(tmp_path: Path) -> None:
+    db = build(tmp_path, [hostile("r1")])
+    with Store(db, read_only=True) as store:
+        index = render_report(store, ["r1"], tmp_path / "site")
+    page = (index.parent / "trials" / "r1-fast-folder-v1-9.html").read_text(encoding="utf-8")
+    assert "<script" not in page and "onerror=" not in page.replace("onerror=&#34;", "")
+    assert 'href="javascript:' not in page and "javascript:alert(1)" not in re.findall(r'(?:href|src)="([^"]*)"', page)
+    assert "&lt;script&gt;window.__pwned=1&lt;/script&gt;" in page
+    assert "\ufffd broken" in page  # the lone surrogate became U+FFFD
+    assert len(page) < 200_000, "a megabyte line is clipped"
+    assert "more characters not shown" in page
+    assert "evil (path not shown)" in page
+
+
+def test_figures_on_the_leaderboard(tmp_path: Path) -> None:
+    db = build(tmp_path)
+    with Store(db, read_only=True) as store:
+        card = load_scorecard(store, ["r1"])
+        index = render_report(store, ["r1"], tmp_path / "site")
+    fast, slow = card.cell("fast"), card.cell("slow")
+    assert fast is not None and slow is not None
+    assert (fast.passed, fast.trials, slow.passed, slow.trials) == (8, 8, 4, 8)
+    assert slow.pass_at == {1: pytest.approx(0.5), 2: pytest.approx(1.0)}
+    assert slow.interval.low == pytest.approx(0.2152, abs=1e-4) and slow.tps_med == 10.0
+    assert card.ranked() == ["fast", "slow", "oracle"]  # slow ties the oracle at 50% and is faster
+    pair = card.pair("fast", "slow")
+    assert (pair.pairs, len(pair.only_a), len(pair.only_b), pair.p_value) == (8, 4, 0, pytest.approx(0.125))
+    assert pair.tasks_a == ["flappy", "folder"] and pair.tasks_b == []
+    html = index.read_text()
+    assert 'id="chart"' in html and html.count("<circle") == 2  # oracle has no decode speed
+    assert "Q4_K_M" in html and "4096" in html
+
+
+def test_trial_page_shows_files_written_and_checks(tmp_path: Path) -> None:
+    db = build(tmp_path)
+    with Store(db, read_only=True) as store:
+        index = render_report(store, ["r1"], tmp_path / "site")
+    page = (index.parent / "trials" / "r1-slow-folder-v1-1.html").read_text()
+    assert "Files written (1)" in page and "hello file" in page
+    assert 'class="fail">fail</td><td>content</td><td>expected a</td>' in page
+
+
+def test_pagination_and_reuse_of_rendered_trial_pages(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(site_module, "PAGE_SIZE", 5)
+    db = build(tmp_path)
+    with Store(db, read_only=True) as store:
+        index = render_report(store, ["r1"], tmp_path / "site")
+        pages = sorted((index.parent / "trials").glob("page-*.html"))
+        assert len(pages) == 5  # 24 trials, 5 a page
+        assert 'href="page-5.html"' in pages[0].read_text()
+        one = index.parent / "trials" / "r1-fast-folder-v1-0.html"
+        one.write_text("kept")
+        render_report(store, ["r1"], tmp_path / "site")
+        assert one.read_text() == "kept", "an unchanged trial page is not rendered again"
+        monkeypatch.setattr(site_module, "_template_stamp", lambda: "other templates")
+        render_report(store, ["r1"], tmp_path / "site")
+        assert one.read_text().startswith("<!doctype html>")
+
+
+def test_helper_processes_render_the_same_pages(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    db = build(tmp_path)
+    with Store(db, read_only=True) as store:
+        alone = render_report(store, ["r1"], tmp_path / "alone").parent
+        monkeypatch.setattr(site_module, "PARALLEL_FROM", 1)
+        monkeypatch.setattr(site_module, "CHUNK", 4)
+        monkeypatch.setattr(site_module.os, "cpu_count", lambda: 3)
+        together = render_report(store, ["r1"], tmp_path / "together").parent
+    names = sorted(p.name for p in (alone / "trials").glob("r1-*.html"))
+    assert names == sorted(p.name for p in (together / "trials").glob("r1-*.html")) and len(names) == 24
+    for name in names:
+        assert (alone / "trials" / name).read_bytes() == (together / "trials" / name).read_bytes()
