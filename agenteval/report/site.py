@@ -20,6 +20,7 @@ import json
 import os
 import re
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -146,13 +147,9 @@ class Site:
         return f"trials/page-{n}.html"
 
 
-def render_site(store: Store, run_ids: list[str], out_dir: Path,
-                log: Callable[[str], None] = lambda m: None, pairs: list[tuple[str, str]] | None = None) -> Path:
-    """Write the whole site for these runs and return the path of its index.html."""
-    card = load_scorecard(store, run_ids)
-    site = Site(card)
+def _render_summary_pages(card: Scorecard, site: Site, out_dir: Path, pairs: list[tuple[str, str]]) -> None:
+    """The leaderboard, task, pair and trial-list pages."""
     env = environment()
-    out_dir.mkdir(parents=True, exist_ok=True)
     common = {"card": card, "site": site, "ALL": ALL_TASKS}
     chart = speed_chart(card, {m: "#m-" + site.model_slug[m] for m in card.models})
     _write(out_dir / "index.html", env.get_template("index.html.j2").render(root="", chart=chart, **common))
@@ -163,41 +160,60 @@ def render_site(store: Store, run_ids: list[str], out_dir: Path,
     for task in card.tasks:
         _write(out_dir / site.task(task), task_tpl.render(root="../", task=task, by_cell=by_cell, **common))
     pair_tpl = env.get_template("pair.html.j2")
-    for a, b in dict.fromkeys(card.pairs() + [p for p in pairs or [] if set(p) <= set(card.models)]):
+    for a, b in dict.fromkeys(card.pairs() + [p for p in pairs if set(p) <= set(card.models)]):
         _write(out_dir / site.pair(a, b), pair_tpl.render(root="../", pair=card.pair(a, b), **common))
     list_tpl = env.get_template("trials.html.j2")
     for n in range(1, site.pages + 1):
         rows = card.trials[(n - 1) * PAGE_SIZE:n * PAGE_SIZE]
         _write(out_dir / site.page(n), list_tpl.render(root="../", rows=rows, page=n, **common))
-    _render_trials(store, site, out_dir)
+
+
+def render_site(store: Store, run_ids: list[str], out_dir: Path,
+                log: Callable[[str], None] = lambda m: None, pairs: list[tuple[str, str]] | None = None) -> Path:
+    """Write the whole site for these runs and return the path of its index.html.
+
+    Trial pages are most of the work. A trial never changes once committed and
+    its page links only to pages whose names are stable, so a page rendered by
+    the same templates is kept. The rest are split into chunks that this
+    process and, on several cores, helper processes claim one at a time."""
+    card = load_scorecard(store, run_ids)
+    site = Site(card)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stamps = out_dir / "trials" / ".rendered.json"
+    stamp = _template_stamp()
+    done = _read_stamps(stamps)
+    stale = [t.trial_id for t in card.trials
+             if done.get(t.trial_id) != stamp or not (out_dir / site.trial(t.trial_id)).is_file()]
+    with tempfile.TemporaryDirectory(prefix="agenteval-report-") as tmp:
+        queue = ChunkQueue(Path(tmp), stale)
+        helpers = _start_helpers(store, site, out_dir, queue)
+        try:
+            _render_summary_pages(card, site, out_dir, pairs or [])
+            pages = TrialPages(site, out_dir)
+            while (chunk := queue.claim()) is not None:
+                pages.render(store.trial_rows(chunk))
+            failed = [p.wait() for p in helpers]
+        finally:
+            for p in helpers:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
+    if any(failed):
+        raise ReportError(f"rendering trial pages failed in a helper process (exit codes {failed})")
+    done.update({t.trial_id: stamp for t in card.trials})
+    stamps.parent.mkdir(parents=True, exist_ok=True)
+    stamps.with_suffix(".tmp").write_text(json.dumps(done))
+    stamps.with_suffix(".tmp").replace(stamps)
     _copy_artifacts(card, out_dir, log)
     return out_dir / "index.html"
 
 
-def _render_trials(store: Store, site: Site, out_dir: Path) -> None:
-    """One page per trial. On several cores, helper processes each read and render a share.
-
-    They are started as ``python -m agenteval.report.worker`` (never by forking
-    or re-importing the caller's main module) and open the DuckDB file
-    read-only, which a file held by a writer does not allow: the runner, which
-    renders at the end of a run with the file open, renders alone."""
-    stamps = out_dir / "trials" / ".rendered.json"
-    stamp = _template_stamp()
-    done: dict[str, str] = {}
-    if stamps.is_file():
-        try:
-            done = json.loads(stamps.read_text())
-        except ValueError:
-            done = {}
-    # a trial never changes once committed and its page links only to pages whose names are
-    # stable, so a page rendered by the same templates is kept
-    ids = [t.trial_id for t in site.card.trials
-           if done.get(t.trial_id) != stamp or not (out_dir / site.trial(t.trial_id)).is_file()]
-    _render_ids(store, site, out_dir, ids)
-    done.update({t.trial_id: stamp for t in site.card.trials})
-    stamps.parent.mkdir(parents=True, exist_ok=True)
-    stamps.with_suffix(".tmp").write_text(json.dumps(done))
-    stamps.with_suffix(".tmp").replace(stamps)
+def _read_stamps(path: Path) -> dict[str, str]:
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def _template_stamp() -> str:
@@ -211,37 +227,45 @@ def _template_stamp() -> str:
     return digest.hexdigest()[:16]
 
 
-def _render_ids(store: Store, site: Site, out_dir: Path, ids: list[str]) -> None:
-    chunks = [ids[i:i + CHUNK] for i in range(0, len(ids), CHUNK)]
-    helpers = min((os.cpu_count() or 1) - 1, len(chunks) - 1)
-    pages = TrialPages(site, out_dir)
-    if helpers < 1 or len(ids) < PARALLEL_FROM or not store.read_only:
-        for chunk in chunks:
-            pages.render(store.trial_rows(chunk))
-        return
+class ChunkQueue:
+    """Chunks of trial ids as files in a folder; a process claims one by renaming it (atomic)."""
+
+    def __init__(self, folder: Path, ids: list[str] | None = None) -> None:
+        self.folder = folder
+        (folder / "todo").mkdir(exist_ok=True)
+        (folder / "taken").mkdir(exist_ok=True)
+        for i in range(0, len(ids or []), CHUNK):
+            (folder / "todo" / f"{i:09d}.json").write_text(json.dumps((ids or [])[i:i + CHUNK]))
+
+    def __len__(self) -> int:
+        return len(list((self.folder / "todo").iterdir()))
+
+    def claim(self) -> list[str] | None:
+        for path in sorted((self.folder / "todo").iterdir()):
+            mine = self.folder / "taken" / f"{path.name}.{os.getpid()}"
+            try:
+                path.rename(mine)
+            except FileNotFoundError:
+                continue  # another process took it first
+            ids: list[str] = json.loads(mine.read_text())
+            return ids
+        return None
+
+
+def _start_helpers(store: Store, site: Site, out_dir: Path, queue: ChunkQueue) -> list[Any]:
+    """Helper processes, started as ``python -m agenteval.report.worker`` (never by forking or
+    re-importing the caller's main module). They open the DuckDB file read-only, which a file
+    held by a writer does not allow: the runner, which renders with the file open, renders alone."""
+    count = min((os.cpu_count() or 1) - 1, len(queue) - 1)
+    if count < 1 or len(queue) * CHUNK < PARALLEL_FROM or not store.read_only:
+        return []
     import pickle
     import subprocess
     import sys
-    import tempfile
 
-    shares = [chunks[k::helpers + 1] for k in range(helpers + 1)]
-    with tempfile.TemporaryDirectory(prefix="agenteval-report-") as tmp:
-        procs = []
-        try:
-            for k, share in enumerate(shares[1:]):
-                job = Path(tmp) / f"share-{k}.pickle"
-                job.write_bytes(pickle.dumps((str(store.path), site, out_dir, share)))
-                procs.append(subprocess.Popen([sys.executable, "-m", "agenteval.report.worker", str(job)]))
-            for chunk in shares[0]:
-                pages.render(store.trial_rows(chunk))
-            failed = [p.wait() for p in procs]
-        finally:
-            for p in procs:
-                if p.poll() is None:
-                    p.kill()
-                    p.wait()
-    if any(failed):
-        raise ReportError(f"rendering trial pages failed in a helper process (exit codes {failed})")
+    job = queue.folder / "site.pickle"
+    job.write_bytes(pickle.dumps((str(store.path), site, out_dir, queue.folder)))
+    return [subprocess.Popen([sys.executable, "-m", "agenteval.report.worker", str(job)]) for _ in range(count)]
 
 
 class TrialPages:
@@ -260,13 +284,14 @@ class TrialPages:
 
 
 def render_share(job: Path) -> None:
-    """What a helper process does: render the trial pages of the chunks in ``job``."""
+    """What a helper process does: claim chunks of trial pages and render them until none is left."""
     import pickle
 
-    db_path, site, out_dir, share = pickle.loads(job.read_bytes())
+    db_path, site, out_dir, folder = pickle.loads(job.read_bytes())
     pages = TrialPages(site, out_dir)
+    queue = ChunkQueue(folder)
     with Store(db_path, read_only=True) as store:
-        for chunk in share:
+        while (chunk := queue.claim()) is not None:
             pages.render(store.trial_rows(chunk))
 
 
