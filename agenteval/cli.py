@@ -85,6 +85,13 @@ def run(
     max_steps: Optional[int] = typer.Option(None, "--max-steps", min=1, help="Agent budget: model turns."),
     max_tokens: Optional[int] = typer.Option(None, "--max-tokens", min=1, help="Agent budget: total tokens."),
     agent_timeout: Optional[float] = typer.Option(None, "--agent-timeout", min=1, help="Agent budget: seconds."),
+    executor: str = typer.Option("local", "--executor", envvar="AGENTEVAL_EXECUTOR",
+                                 help="Where trials run: local (threads here) or ray (tasks on a Ray cluster; "
+                                      "pip install 'agenteval[ray]')."),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", envvar="AGENTEVAL_RAY_ADDRESS",
+                                              help="With --executor ray: HOST:PORT of the head, ray://HOST:10001, "
+                                                   "auto (RAY_ADDRESS or this machine's cluster) or local (start one "
+                                                   "here) [default: auto]."),
 ) -> None:
     """Run every model on every task variant and sample, then write the report."""
     from agenteval.config import load_config
@@ -96,7 +103,8 @@ def run(
                       db=db or Path(defaults.db or "reports/agenteval.duckdb"), out=out or Path(defaults.out or "reports"),
                       resume=resume, config=config, retry_errors=retry_errors,
                       budgets={k: v for k, v in (("max_steps", max_steps), ("max_total_tokens", max_tokens),
-                                                 ("timeout_sec", agent_timeout)) if v is not None})
+                                                 ("timeout_sec", agent_timeout)) if v is not None},
+                      executor=executor, ray_address=ray_address)
     if retry_errors and not resume:
         err_console.print("[red]error:[/red] --retry-errors goes with --resume RUN_ID")
         raise typer.Exit(2)

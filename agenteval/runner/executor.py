@@ -1,21 +1,56 @@
 """Executors run trials; the driver process alone records them.
 
-``LocalExecutor`` runs trials on threads of this process. A distributed
-executor implements the same two methods.
+``LocalExecutor`` runs trials on threads of this process. Other executors
+(``ray``: trials as Ray tasks across a cluster) register by name the same way
+plugins do, through the ``agenteval.executors`` entry point group, and are
+built from one frozen ``ExecutorRequest``.
 """
 
 from __future__ import annotations
 
+import importlib
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Callable, Protocol, TypeVar
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
 
-T = TypeVar("T")
+from agenteval.errors import BadInputError
+from agenteval.records import TrialRecord
+from agenteval.runner.trial import TrialEnv, TrialSpec, run_trial
+
+if TYPE_CHECKING:
+    from agenteval.task import Task
+
+ENTRY_POINT_GROUP = "agenteval.executors"
+BUILTINS = {
+    "local": "agenteval.runner.executor:create_local",
+    "ray": "agenteval.runner.ray_executor:create",
+}
+# Executors that run sandboxes in this process; the others never touch Docker on the driver.
+IN_PROCESS = {"local"}
 
 
 class Executor(Protocol):
-    def submit(self, fn: Callable[[], T]) -> "Future[T]": ...
+    def submit(self, spec: TrialSpec, env: TrialEnv) -> "Future[TrialRecord]":
+        """Start one trial; the future holds its record, or raises TrialInterrupted."""
 
-    def shutdown(self, cancel_pending: bool) -> None: ...
+    def shutdown(self, cancel_pending: bool) -> None:
+        """Wait for (or cancel) what was submitted and release resources. Idempotent."""
+
+
+@dataclass(frozen=True)
+class ExecutorRequest:
+    """What a run asks of an executor, known before any trial starts (frozen: new
+    fields never break plugins)."""
+
+    name: str
+    concurrency: int
+    address: str | None
+    tasks: tuple["Task", ...]
+    images: Mapping[str, str]  # task name -> sandbox image tag
+    models: Mapping[str, Any]  # model label -> the driver's model object
+    config: Any = None  # the ProjectConfig the models came from (aliases)
+    log: Callable[[str], None] = print
 
 
 class LocalExecutor:
@@ -24,8 +59,32 @@ class LocalExecutor:
     def __init__(self, concurrency: int) -> None:
         self._pool = ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="trial")
 
-    def submit(self, fn: Callable[[], T]) -> "Future[T]":
-        return self._pool.submit(fn)
+    def submit(self, spec: TrialSpec, env: TrialEnv) -> "Future[TrialRecord]":
+        return self._pool.submit(run_trial, spec, env)
 
     def shutdown(self, cancel_pending: bool) -> None:
         self._pool.shutdown(wait=True, cancel_futures=cancel_pending)
+
+
+def create_local(request: ExecutorRequest) -> LocalExecutor:
+    return LocalExecutor(request.concurrency)
+
+
+def executors() -> dict[str, str]:
+    found = dict(BUILTINS)
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        found[ep.name] = ep.value
+    return found
+
+
+def check_executor_name(name: str) -> None:
+    if name not in executors():
+        raise BadInputError(f"unknown executor {name!r} (known: {', '.join(sorted(executors()))})")
+
+
+def create_executor(request: ExecutorRequest) -> Executor:
+    """The executor ``request.name`` names, built by its registered factory."""
+    check_executor_name(request.name)
+    module, _, attr = executors()[request.name].partition(":")
+    factory: Callable[[ExecutorRequest], Executor] = getattr(importlib.import_module(module), attr)
+    return factory(request)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import secrets
 import signal
 import threading
@@ -23,8 +22,8 @@ from agenteval.models.registry import create_model
 from agenteval.models.chat import ModelCallError, close_all_streams
 from agenteval.models.servers import ServerStartError
 from agenteval.records import FailureMode, Fingerprint, RunRecord, TrialRecord, utcnow
-from agenteval.runner.executor import Executor, LocalExecutor
-from agenteval.runner.trial import TrialEnv, TrialInterrupted, TrialSpec, failed_record, run_trial
+from agenteval.runner.executor import IN_PROCESS, Executor, ExecutorRequest, check_executor_name, create_executor
+from agenteval.runner.trial import TrialEnv, TrialInterrupted, TrialSpec, failed_record
 from agenteval.sandbox.base import Sandbox, SandboxLimits
 from agenteval.store import DEFAULT_DB, Store
 from agenteval.task import Task, load_task
@@ -43,11 +42,14 @@ class RunOptions:
     config: Path | None = None
     retry_errors: bool = False
     budgets: dict[str, Any] = field(default_factory=dict)  # max_steps / max_total_tokens / timeout_sec
+    executor: str = "local"  # 'local' (threads here) or 'ray' (tasks on a Ray cluster)
+    ray_address: str | None = None  # with executor='ray': HOST:PORT, ray://..., 'auto' or 'local'
 
     def to_config(self) -> dict[str, Any]:
         return {"task_paths": self.task_paths, "models": self.models, "samples": self.samples,
                 "concurrency": self.concurrency, "variants": self.variants,
-                "config": str(self.config) if self.config else None, "budgets": self.budgets}
+                "config": str(self.config) if self.config else None, "budgets": self.budgets,
+                "out": str(self.out), "executor": self.executor, "ray_address": self.ray_address}
 
 
 @dataclass
@@ -92,14 +94,17 @@ def with_budgets(task: Task, budgets: dict[str, Any]) -> Task:
     return dataclasses.replace(task, spec=task.spec.model_copy(update={"agent": agent}))
 
 
-def prepare(opts: RunOptions, log: Callable[[str], None]) -> tuple[list[Task], dict[str, Any], Any, dict[str, str]]:
-    """Validate everything a user can get wrong before any container starts."""
+def prepare(opts: RunOptions, log: Callable[[str], None]) -> tuple[list[Task], dict[str, Any], Any, dict[str, str], Any]:
+    """Validate everything a user can get wrong before any container starts. Returns the
+    tasks, models, Docker client (None where another executor runs the sandboxes), image tags
+    and project config."""
     if not opts.task_paths:
         raise BadInputError("no task given: agenteval run tasks/folder --model oracle")
     if not opts.models:
         raise BadInputError("no model given: add --model oracle (or provider:name[@url])")
     if opts.concurrency < 1:
         raise BadInputError("--concurrency must be at least 1")
+    check_executor_name(opts.executor)
     tasks = [with_budgets(load_task(p), opts.budgets) for p in opts.task_paths]
     names = [t.name for t in tasks]
     if len(set(names)) != len(names):
@@ -117,15 +122,20 @@ def prepare(opts: RunOptions, log: Callable[[str], None]) -> tuple[list[Task], d
         task.variants(opts.variants or None)
 
     from agenteval.sandbox.engine import connect
-    from agenteval.sandbox.images import ensure_image, find_sandboxes_dir
+    from agenteval.sandbox.images import ensure_image, find_sandboxes_dir, image_tag
 
-    client = connect()
+    in_process = opts.executor in IN_PROCESS
+    client = connect() if in_process else None
     for model in models.values():  # slow checks last: engine installed, model file there (or built)
         preflight = getattr(model, "preflight", None)
         if preflight is not None:
             preflight(log)
-    images = {t.name: ensure_image(client, t.spec.sandbox.image, find_sandboxes_dir(t.path), log) for t in tasks}
-    return tasks, models, client, images
+    if client is not None:
+        images = {t.name: ensure_image(client, t.spec.sandbox.image, find_sandboxes_dir(t.path), log) for t in tasks}
+    else:  # the nodes build and hold the images; the tag names the content they must have
+        images = {t.name: t.spec.sandbox.image if ":" in t.spec.sandbox.image
+                  else image_tag(t.spec.sandbox.image, find_sandboxes_dir(t.path)) for t in tasks}
+    return tasks, models, client, images, config
 
 
 def execute_run(opts: RunOptions, observer: RunObserver | None = None,
@@ -139,62 +149,76 @@ def execute_run(opts: RunOptions, observer: RunObserver | None = None,
                               concurrency=opts.concurrency if opts.concurrency > 1 else cfg["concurrency"],
                               variants=cfg["variants"], db=opts.db, out=opts.out, resume=opts.resume,
                               config=opts.config or (Path(cfg["config"]) if cfg.get("config") else None),
-                              retry_errors=opts.retry_errors, budgets=cfg.get("budgets") or {})
-        tasks, models, client, images = prepare(opts, log)
-        if opts.resume and opts.retry_errors:  # after every check passed: nothing is lost to a typo
-            n = store.forget_trials(opts.resume, "infra_error")
-            log(f"running {n} trials that ended in infra_error again")
-        from agenteval.sandbox.docker import DockerSandbox, close_all_live
-        from agenteval.sandbox.engine import server_version
-
-        run_id = opts.resume or new_run_id()
-        run = RunRecord(run_id=run_id, started_at=utcnow(), agenteval_version=__version__,
-                        models=[m.spec.label for m in models.values()], tasks=[t.name for t in tasks],
-                        samples=opts.samples or max(t.spec.samples for t in tasks),
-                        concurrency=opts.concurrency, config=opts.to_config())
-        if opts.resume:
-            run = run.model_copy(update={"started_at": store.run(run_id).started_at})
-        store.save_run(run)
-        trials = plan(tasks, [m.spec for m in models.values()], opts.samples, opts.variants)
-        done = store.committed_keys(run_id)
-        todo = [t for t in trials if t.key not in done]
-        observer.planned(len(todo), len(trials) - len(todo))
-
-        docker_version = server_version(client)
-        image_ids = {t.name: client.images.get(images[t.name]).id for t in tasks}
-        fingerprints: dict[tuple[str, str], Fingerprint] = {}
-
-        def fingerprint(model: Any) -> None:
-            for task in tasks:
-                fingerprints[(model.spec.label, task.name)] = base_fingerprint(
-                    model.spec, docker_version=docker_version, image=images[task.name],
-                    image_id=image_ids[task.name], model_info=model.fingerprint_info())
-
-        def make_sandbox(task: Task, labels: dict[str, str]) -> Sandbox:
-            return DockerSandbox(client, images[task.name], SandboxLimits.from_spec(task.spec.sandbox), labels)
-
-        out_dir = opts.out / run_id
-        env = TrialEnv(run_id=run_id, make_sandbox=make_sandbox, models=models, fingerprints=fingerprints,
-                       artifacts_root=out_dir / "artifacts")
-        executor = executor or LocalExecutor(opts.concurrency)
-        interrupted = False
+                              retry_errors=opts.retry_errors, budgets=cfg.get("budgets") or {},
+                              executor=opts.executor if opts.executor != "local" else cfg.get("executor", "local"),
+                              ray_address=opts.ray_address or cfg.get("ray_address"))
+        tasks, models, client, images, config = prepare(opts, log)
+        executor = executor or create_executor(ExecutorRequest(
+            name=opts.executor, concurrency=opts.concurrency, address=opts.ray_address, tasks=tuple(tasks),
+            images=images, models=models, config=config, log=log))
         try:
-            for label, model in models.items():  # one model at a time: one server on the GPU
-                group = [t for t in todo if t.model.label == label]
-                if not group:
-                    continue
-                interrupted = _run_model(model, group, env, executor, store, observer, fingerprint, log,
-                                         close_all_live)
-                if interrupted:
-                    break
+            return _execute(opts, store, tasks, models, client, images, executor, observer, log)
         finally:
             executor.shutdown(cancel_pending=True)
-        store.finish_run(run_id, "interrupted" if interrupted else "completed")
-        from agenteval.report import render_run
 
-        report = render_run(store, run_id, out_dir)
-        return RunResult(run=store.run(run_id), records=store.trials(run_id), report=report,
-                         interrupted=interrupted, skipped=len(trials) - len(todo))
+
+def _execute(opts: RunOptions, store: Store, tasks: list[Task], models: dict[str, Any], client: Any,
+             images: dict[str, str], executor: Executor, observer: RunObserver,
+             log: Callable[[str], None]) -> RunResult:
+    """Record the run, drive its trials model by model, render the report."""
+    if opts.resume and opts.retry_errors:  # after every check passed: nothing is lost to a typo
+        n = store.forget_trials(opts.resume, "infra_error")
+        log(f"running {n} trials that ended in infra_error again")
+    from agenteval.sandbox.docker import DockerSandbox, close_all_live
+    from agenteval.sandbox.engine import server_version
+
+    run_id = opts.resume or new_run_id()
+    run = RunRecord(run_id=run_id, started_at=utcnow(), agenteval_version=__version__,
+                    models=[m.spec.label for m in models.values()], tasks=[t.name for t in tasks],
+                    samples=opts.samples or max(t.spec.samples for t in tasks),
+                    concurrency=opts.concurrency, config=opts.to_config())
+    if opts.resume:
+        run = run.model_copy(update={"started_at": store.run(run_id).started_at})
+    store.save_run(run)
+    trials = plan(tasks, [m.spec for m in models.values()], opts.samples, opts.variants)
+    done = store.committed_keys(run_id)
+    todo = [t for t in trials if t.key not in done]
+    observer.planned(len(todo), len(trials) - len(todo))
+
+    docker_version = server_version(client) if client is not None else None
+    image_ids = {t.name: client.images.get(images[t.name]).id if client is not None else None for t in tasks}
+    fingerprints: dict[tuple[str, str], Fingerprint] = {}
+
+    def fingerprint(model: Any) -> None:
+        for task in tasks:
+            fingerprints[(model.spec.label, task.name)] = base_fingerprint(
+                model.spec, docker_version=docker_version, image=images[task.name],
+                image_id=image_ids[task.name], model_info=model.fingerprint_info())
+
+    def make_sandbox(task: Task, labels: dict[str, str]) -> Sandbox:
+        return DockerSandbox(client, images[task.name], SandboxLimits.from_spec(task.spec.sandbox), labels)
+
+    out_dir = opts.out / run_id
+    env = TrialEnv(run_id=run_id, make_sandbox=make_sandbox, models=models, fingerprints=fingerprints,
+                   artifacts_root=out_dir / "artifacts")
+    interrupted = False
+    try:
+        for label, model in models.items():  # one model at a time: one server on the GPU
+            group = [t for t in todo if t.model.label == label]
+            if not group:
+                continue
+            interrupted = _run_model(model, group, env, executor, store, observer, fingerprint, log,
+                                     close_all_live)
+            if interrupted:
+                break
+    finally:
+        executor.shutdown(cancel_pending=True)
+    store.finish_run(run_id, "interrupted" if interrupted else "completed")
+    from agenteval.report import render_run
+
+    report = render_run(store, run_id, out_dir)
+    return RunResult(run=store.run(run_id), records=store.trials(run_id), report=report,
+                     interrupted=interrupted, skipped=len(trials) - len(todo))
 
 
 def _run_model(model: Any, group: list[TrialSpec], env: TrialEnv, executor: Executor, store: Store,
@@ -219,7 +243,7 @@ def _run_model(model: Any, group: list[TrialSpec], env: TrialEnv, executor: Exec
 def _drive(todo: list[TrialSpec], env: TrialEnv, executor: Executor, store: Store,
            observer: RunObserver, close_all_live: Callable[[], int]) -> bool:
     """Submit trials and commit each as it finishes. Returns True when interrupted."""
-    pending: set[Future[TrialRecord]] = {executor.submit(functools.partial(run_trial, spec, env)) for spec in todo}
+    pending: set[Future[TrialRecord]] = {executor.submit(spec, env) for spec in todo}
     previous = _sigterm_as_interrupt()
     try:
         while pending:

@@ -1,0 +1,47 @@
+"""Executor selection by name, and the Ray executor's errors that need no cluster."""
+
+from __future__ import annotations
+
+import sys
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from agenteval.errors import BadInputError, ClusterError
+from agenteval.runner.executor import ExecutorRequest, LocalExecutor, create_executor
+
+
+def _request(name: str, models: dict[str, Any] | None = None, address: str | None = None) -> ExecutorRequest:
+    return ExecutorRequest(name=name, concurrency=2, address=address, tasks=(), images={}, models=models or {},
+                           log=lambda m: None)
+
+
+def test_local_is_built_by_name() -> None:
+    executor = create_executor(_request("local"))
+    assert isinstance(executor, LocalExecutor)
+    executor.shutdown(cancel_pending=False)
+
+
+def test_unknown_executor_names_the_known_ones() -> None:
+    with pytest.raises(BadInputError, match="unknown executor 'dask' .*local.*ray"):
+        create_executor(_request("dask"))
+
+
+def test_ray_missing_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
+    with pytest.raises(BadInputError, match=r"pip install 'agenteval\[ray\]'"):
+        create_executor(_request("ray"))
+
+
+def test_ray_refuses_models_whose_server_agenteval_starts() -> None:
+    pytest.importorskip("ray")
+    served = SimpleNamespace(server=SimpleNamespace(cfg=SimpleNamespace(engine="llamacpp")))
+    with pytest.raises(ClusterError, match="model tiny: agenteval starts its server .*openai:NAME@http"):
+        create_executor(_request("ray", models={"tiny": served}))
+
+
+def test_ray_bad_address_fails_fast() -> None:
+    pytest.importorskip("ray")
+    with pytest.raises(BadInputError, match="bad --ray-address 'nowhere'"):
+        create_executor(_request("ray", address="nowhere"))
