@@ -68,6 +68,13 @@ def test_mcnemar_exact_known_values(b: int, c: int, p: float) -> None:
     assert mcnemar_exact(c, b) == pytest.approx(p), "symmetric in A and B"
 
 
+def test_mcnemar_with_thousands_of_pairs() -> None:
+    assert mcnemar_exact(2000, 2000) == pytest.approx(1.0)
+    assert mcnemar_exact(1000, 1200) == pytest.approx(
+        min(1.0, 2 * sum(math.comb(2200, i) for i in range(1001)) / 2 ** 2200), rel=1e-9)
+    assert 0 <= mcnemar_exact(3000, 5000) < 1e-50
+
+
 def test_quantiles_agree_with_duckdb() -> None:
     rng = random.Random(7)
     values = [rng.uniform(0, 100) for _ in range(37)]
