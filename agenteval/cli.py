@@ -243,6 +243,7 @@ def compare(a: str = typer.Argument(..., help="Model A (a label as `agenteval ru
     from agenteval.errors import BadInputError
     from agenteval.report import render_report
     from agenteval.report.data import load_scorecard
+    from agenteval.report.site import Site
     from agenteval.store import Store
 
     def body() -> tuple[Any, Path]:
@@ -257,9 +258,7 @@ def compare(a: str = typer.Argument(..., help="Model A (a label as `agenteval ru
                                     f"models there: {', '.join(card.models)}")
             site = _site_dir(store, ids, out)
             render_report(store, ids, site, pairs=[(a, b)])
-            from agenteval.report.data import slug
-
-            return card.pair(a, b), site / "pairs" / f"{slug(a)}__{slug(b)}.html"
+            return card.pair(a, b), site / Site(card).pair(a, b)
 
     pair, page = _guard(body)
     console.print(f"{pair.pairs} paired trials: both passed {pair.both}, neither {pair.neither}, "

@@ -18,7 +18,7 @@ from typing import IO, Callable, Iterator
 
 from agenteval.errors import BadInputError, ReportError
 from agenteval.records import FailureMode, TrialRecord
-from agenteval.store import VIEWS, Store
+from agenteval.store import VIEWS, Store, valid_text
 
 FORMATS = ("parquet", "jsonl", "junit")
 # The tables notebooks join, and the views that save them the joins.
@@ -30,7 +30,6 @@ _BATCH = 500  # trials held in memory at once while streaming
 
 # Characters XML 1.0 forbids anywhere, even escaped: a parser rejects the whole file.
 _XML_FORBIDDEN = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
-_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def export_runs(store: Store, run_ids: list[str], fmt: str, out: Path | None) -> Path | None:
@@ -101,9 +100,7 @@ def _records(store: Store, run_ids: list[str]) -> Iterator[TrialRecord]:
     """Trials by run, task, variant, model, sample; a batch at a time, so 10k trials
     never sit in memory together."""
     for run_id in run_ids:
-        ids = [r[0] for r in store.con.execute(
-            "SELECT trial_id FROM trials WHERE run_id = ? ORDER BY task, variant, model, sample",
-            [run_id]).fetchall()]
+        ids = store.trial_ids(run_id)
         for start in range(0, len(ids), _BATCH):
             for row in store.trial_rows(ids[start:start + _BATCH]):
                 yield TrialRecord.model_validate(row)
@@ -124,7 +121,7 @@ def json_line(record: TrialRecord) -> str:
         import pydantic_core
 
         text = json.dumps(pydantic_core.to_jsonable_python(record), ensure_ascii=False, separators=(",", ":"))
-        return _SURROGATE.sub("\ufffd", text)
+        return str(valid_text(text))
 
 
 # -- junit ---------------------------------------------------------------------

@@ -270,9 +270,6 @@ class Store:
             self.con.unregister("_agenteval_ingest")
 
     # -- reads -------------------------------------------------------------
-    def runs(self) -> list[RunRecord]:
-        return [RunRecord.model_validate(d) for d in self._select(TABLES[0], "ORDER BY started_at DESC")]
-
     def run_summaries(self) -> list["RunSummary"]:
         """Every run with its trial and pass counts, newest first, in one query."""
         rows = self.con.execute(
@@ -320,9 +317,12 @@ class Store:
         return {r[0] for r in self.con.execute("SELECT key FROM trials WHERE run_id = ?", [run_id]).fetchall()}
 
     def trials(self, run_id: str) -> list[TrialRecord]:
-        ids = [r[0] for r in self.con.execute(
+        return [TrialRecord.model_validate(d) for d in self.trial_rows(self.trial_ids(run_id))]
+
+    def trial_ids(self, run_id: str) -> list[str]:
+        """A run's trials in report order: task, variant, model, sample."""
+        return [r[0] for r in self.con.execute(
             "SELECT trial_id FROM trials WHERE run_id = ? ORDER BY task, variant, model, sample", [run_id]).fetchall()]
-        return [TrialRecord.model_validate(d) for d in self.trial_rows(ids)]
 
     def trial_rows(self, trial_ids: Sequence[str]) -> list[dict[str, Any]]:
         """Whole trials as plain dicts shaped like ``TrialRecord`` dumps, in the order given."""
@@ -340,7 +340,7 @@ class Store:
         return [by_id[i] for i in trial_ids if i in by_id]
 
     def _select(self, table: Table, where: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
-        cols = columns(table.model, table.own_fields())
+        cols = _COLUMNS[table.name]
         names = ", ".join(f'"{c}"' for c in cols)
         return self._rows(f"SELECT {names} FROM {table.name} {where}", params or [], cols)
 
@@ -424,19 +424,19 @@ def _arrow_table(types: dict[str, str], values: dict[str, list[Any]]) -> Any:
         try:
             arrays.append(pa.array(vals, type=arrow_type))
         except (UnicodeError, pa.ArrowException):
-            arrays.append(pa.array([_valid_text(v) for v in vals], type=arrow_type))
+            arrays.append(pa.array([valid_text(v) for v in vals], type=arrow_type))
     return pa.table(arrays, names=list(values))
 
 
 def _valid_nested(value: Any) -> Any:
     if isinstance(value, dict):
-        return {_valid_text(k): _valid_nested(v) for k, v in value.items()}
+        return {valid_text(k): _valid_nested(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_valid_nested(v) for v in value]
-    return _valid_text(value)
+    return valid_text(value)
 
 
-def _valid_text(value: Any) -> Any:
+def valid_text(value: Any) -> Any:
     """Text that UTF-8 can hold: lone surrogates become U+FFFD."""
     if isinstance(value, str):
         return _SURROGATE.sub("\ufffd", value)

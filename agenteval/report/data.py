@@ -108,6 +108,7 @@ class Scorecard:
     fingerprints: dict[str, dict[str, Any]]
     trials: list[TrialRow]
     random_models: set[str] = field(default_factory=set)
+    _pairs: dict[tuple[str, str], PairStats] = field(default_factory=dict, repr=False)
 
     def cell(self, model: str, task: str = ALL_TASKS) -> CellStats | None:
         return self.cells.get((model, task))
@@ -125,7 +126,10 @@ class Scorecard:
         return sorted({k for k in (1, 2, 3, 5, 10, 20, 50, 100) if k <= most} | ({most} if most else set()))
 
     def pair(self, a: str, b: str) -> PairStats:
-        return compare_models(self.trials, a, b)
+        """A and B compared (once: the leaderboard, their page and `compare` all ask)."""
+        if (a, b) not in self._pairs:
+            self._pairs[(a, b)] = compare_models(self.trials, a, b)
+        return self._pairs[(a, b)]
 
     def pairs(self) -> list[tuple[str, str]]:
         return list(combinations(self.models, 2))
