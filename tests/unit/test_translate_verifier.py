@@ -255,6 +255,136 @@ def test_number_conventions(tmp_path: Path, lang: str, source: str, output: str,
     assert checks[NUMBERS]["passed"] is ok, checks[NUMBERS]["message"]
 
 
+# -- units where English grammar puts them ---------------------------------------------------------------------
+# A number keeps its unit across up to two other words but not across a number, punctuation or a function word;
+# ranges share their unit; "a"/"an", "per", "each", "every" before a unit imply one of it and add no number.
+PHRASING_CASES = [
+    # words between the number and its unit
+    ("es", "Espere 60 segundos seguidos.", "Wait for 60 consecutive seconds.", True),
+    ("es", "Espere 60 segundos seguidos.", "Wait for sixty consecutive seconds.", True),
+    ("es", "Espere 60 segundos seguidos.", "Wait 60 full, uninterrupted seconds.", False),   # a comma ends it
+    ("es", "Espere 60 segundos seguidos.", "Wait 60 full uninterrupted seconds.", True),
+    ("es", "Espere 60 segundos seguidos.", "Wait 60 straight seconds in a row.", True),
+    ("es", "Espere 60 segundos seguidos.", "Wait for 60 consecutive minutes.", False),
+    ("es", "Espere 60 segundos seguidos.", "Wait for 60 checks in a row.", False),
+    ("es", "Espere 60 segundos seguidos.", "Wait for 60 checks per second.", False),
+    ("es", "Espere 60 segundos seguidos.", "Wait for 60 checks, a few seconds apart.", False),
+    ("es", "Espere 60 segundos seguidos.", "Wait for 60 of the seconds.", False),
+    ("es", "Espere 60 segundos seguidos.", "Wait for 60 slow health check seconds.", False),     # 3 words between
+    ("es", "Espere 60 segundos seguidos.", "Wait 60 times, seconds apart.", False),
+    ("de", "Warten Sie 30 Sekunden.", "Wait 30 more seconds.", True),
+    ("de", "Warten Sie 30 Sekunden.", "Wait another 30 seconds.", True),
+    ("de", "Warten Sie 30 Sekunden.", "Wait a 30-second pause.", True),
+    ("de", "Es dauert 45 Sekunden.", "It takes forty-five seconds.", True),
+    ("de", "Es dauert 45 Sekunden.", "It takes forty seconds.", False),
+    ("de", "Es dauert 20 Minuten.", "It takes twenty minutes.", True),
+    ("de", "Es dauert 15 Minuten.", "It takes a quarter of an hour.", False),                 # no conversion
+    ("de", "Mit 2 Knoten.", "With a few nodes.", False),
+    ("de", "Mit 2 Knoten.", "With a couple of nodes.", False),
+    # ranges
+    ("es", "Tarda entre 4 y 7 minutos.", "It takes 4 to 7 minutes.", True),
+    ("es", "Tarda entre 4 y 7 minutos.", "It takes 4-7 minutes.", True),
+    ("es", "Tarda entre 4 y 7 minutos.", "It takes between four and seven minutes.", True),
+    ("es", "Tarda entre 4 y 7 minutos.", "It takes 4 minutes to 7 hours.", False),
+    ("es", "Tarda entre 4 y 7 minutos.", "It takes 4 minutes and 7 more.", False),
+    ("es", "Tarda entre 4 minutos y 7 minutos.", "It takes 4 to 7 minutes.", True),
+    ("es", "Tarda entre 4 minutos y 7 minutos.", "It takes 4 or 7 minutes.", True),
+    ("es", "Tarda entre 4 minutos y 7 minutos.", "It takes 4 seconds to 7 minutes.", False),
+    ("ja", "90 分から 2 時間かかります。", "It takes 90 minutes to two hours.", True),
+    ("ja", "90 分から 2 時間かかります。", "It takes 90 to 2 hours.", False),
+    # rates: "per X", "a X", "each X", "every X" are no number, and no unit of the number before them
+    ("de", "Rund 4.200 Anfragen pro Sekunde.", "About 4,200 requests per second.", True),
+    ("de", "Rund 4.200 Anfragen pro Sekunde.", "About 4,200 requests a second.", True),
+    ("de", "Rund 4.200 Anfragen pro Sekunde.", "About 4,200 requests each second.", True),
+    ("de", "Rund 4.200 Anfragen pro Sekunde.", "About 4,200 requests every second.", True),
+    ("de", "Rund 4.200 Anfragen pro Sekunde.", "About 4,020 requests per second.", False),
+    ("ja", "毎日 18 GB です。", "It is 18 GB a day.", True),
+    ("ja", "毎日 18 GB です。", "It is 18 GB per day.", True),
+    ("ja", "毎日 18 GB です。", "It is 18 GB each day.", True),
+    ("ja", "毎日 18 GB です。", "It is 18 GB every day.", True),
+    ("ja", "毎日 18 GB です。", "It is 18 GB/day.", True),
+    ("ja", "毎日 18 GB です。", "It is 18 GB daily.", True),
+    ("ja", "毎日 18 GB です。", "It is 18 a day.", False),
+    ("ja", "毎日 18 GB です。", "It is 18 days.", False),
+    ("ja", "15 分ごとに取得します。", "It runs every 15 minutes.", True),
+    ("ja", "15 分ごとに取得します。", "It runs every fifteen minutes.", True),
+    ("ja", "15 分ごとに取得します。", "It runs at 15-minute intervals.", True),
+    ("ja", "15 分ごとに取得します。", "It runs 15 times every minute.", False),
+    ("ja", "15 分ごとに取得します。", "It runs every 15 hours.", False),
+    # "a"/"an" is one of the unit after it, and no number elsewhere
+    ("ja", "アラートを 1 時間抑止します。", "Silence alerts for an hour.", True),
+    ("ja", "アラートを 1 時間抑止します。", "Silence alerts for one hour.", True),
+    ("ja", "アラートを 1 時間抑止します。", "Silence alerts for a full hour.", True),
+    ("ja", "アラートを 1 時間抑止します。", "Silence alerts for an entire hour.", True),
+    ("ja", "アラートを 1 時間抑止します。", "Silence alerts for a day.", False),
+    ("ja", "アラートを 1 時間抑止します。", "Silence alerts for half an hour.", False),
+    ("ja", "アラートを 1 時間抑止します。", "Silence alerts for a few hours.", False),
+    ("ja", "アラートを 1 時間抑止します。", "Silence alerts for hours.", False),
+    ("ja", "アラートを 1 時間抑止します。", "Silence alerts for a second.", False),
+    # units before numbers, where English allows it
+    ("fr", "Un délai de 30 s.", "A timeout of 30 s.", True),
+    ("fr", "Un délai de 30 s.", "A 30 s timeout.", True),
+    ("fr", "Un délai de 30 s.", "A timeout of 30.", False),
+    ("fr", "La version 2 de l'API.", "Version 2 of the API.", True),
+    ("fr", "La version 2 de l'API.", "Version two of the API.", True),
+    ("fr", "La version 2 de l'API.", "API v2.", True),
+    ("fr", "La version 2 de l'API.", "A second version of the API.", False),
+]
+
+
+@pytest.mark.parametrize(("lang", "source", "output", "ok"), PHRASING_CASES)
+def test_units_are_kept_where_english_puts_them(tmp_path: Path, lang: str, source: str, output: str, ok: bool) -> None:
+    params = {"lang": lang, "glossary": {}, "source": f"# T\n\n{source}\n"}
+    write(tmp_path, f"# T\n\n{output}\n")
+    checks = verify(tmp_path, "numbers", params)
+    assert checks[NUMBERS]["passed"] is ok, checks[NUMBERS]["message"]
+
+
+TABLE_CELL_CASES = [
+    ("毎日 18 GB", "18 GB a day", True),
+    ("毎日 18 GB", "18 GB per day", True),
+    ("毎日 18 GB", "18 GB each day", True),
+    ("毎日 18 GB", "18 GB every day", True),
+    ("毎日 18 GB", "about 18 GB a day", True),
+    ("毎日 18 GB", "18 GB/day", True),
+    ("毎日 18 GB", "an 18 GB increase a day", True),
+    ("毎日 18 GB", "18 a day", False),
+    ("毎日 18 GB", "18 days", False),
+    ("毎日 18 GB", "1 GB a day", False),
+    ("毎日 18 GB", "18 GB in 2 days", False),
+    ("毎日 18 GB", "18 GB, 1 a day", False),
+    ("毎日 18 GB", "18 GB per 2 days", False),
+    ("1 時間", "an hour", True),
+    ("1 時間", "one hour", True),
+    ("1 時間", "1 hour", True),
+    ("1 時間", "a day", False),
+    ("1 時間", "hourly", False),
+    ("約 40 分", "about forty minutes", True),
+    ("約 40 分", "about 40 minutes a run", True),
+    ("約 40 分", "about 40 runs a minute", False),
+    ("2 台", "two", True),
+    ("2 台", "a pair", False),
+]
+
+
+@pytest.mark.parametrize(("cell", "output", "ok"), TABLE_CELL_CASES)
+def test_table_cells_read_articles_and_rates_as_no_number(tmp_path: Path, cell: str, output: str, ok: bool) -> None:
+    params = {"lang": "ja", "glossary": {}, "source": f"# T\n\n| 種類 | 値 |\n|---|---|\n| WAL | {cell} |\n"}
+    write(tmp_path, f"# T\n\n| Kind | Value |\n|---|---|\n| WAL | {output} |\n")
+    checks = verify(tmp_path, "tables", params)
+    assert checks[TABLES]["passed"] is ok, checks[TABLES]["message"]
+
+
+def test_number_messages_say_what_the_phrase_lacked(tmp_path: Path) -> None:
+    params = {"lang": "es", "glossary": {},
+              "source": "# T\n\nEspere 60 segundos seguidos.\n\n| A | B |\n|---|---|\n| x | 18 GB |\n"}
+    write(tmp_path, "# T\n\nWait for 60 checks per second.\n\n| A | B |\n|---|---|\n| x | 18 a day |\n")
+    checks = verify(tmp_path, "messages", params)
+    assert "60 s (source line 3, '60 segundos') is missing (found only '60')" in checks[NUMBERS]["message"]
+    assert ("expected the numbers 18 GB, found 18, 1 d (implied by 'a day') in '18 a day'"
+            in checks[TABLES]["message"]), checks[TABLES]["message"]
+
+
 @pytest.mark.parametrize(("output", "ok"), [
     ("Read the secret store, push to the container registry.", True),
     ("Read the secrets store, push to container registries.", True),

@@ -21,7 +21,10 @@ trials); when output.md cannot be read, the rest fail as "not checked":
                               same numbers (with units) and the same inline code
   numbers and units preserved every number of the prose (outside tables and code) with its unit
                               is in the translation's prose, as many times; decimal commas and
-                              thousands separators read by each language's conventions
+                              thousands separators read by each language's conventions; English
+                              units where English grammar puts them ("60 consecutive seconds",
+                              "4 to 7 minutes", "an hour"; rates such as "18 GB a day" or "per
+                              day" add no number): see numbers_units.py
   identifiers preserved       every inline code span, link target, flag, path, ENV_VAR and
                               func() of the source is there, and no inline code is an altered
                               near-copy of one
@@ -135,11 +138,12 @@ def check_code_blocks(v: Verdict, src: Doc, out: Doc) -> None:
 
 
 def cell_problems(sc: Inline, oc: Inline, src_reader: NumberReader, out_reader: NumberReader) -> list[str]:
-    """What differs in one table cell: its numbers (counted) and its inline code."""
+    """What differs in one table cell: its numbers (counted; "a day" in "18 GB a day" is none) and
+    its inline code."""
     problems: list[str] = []
     want, have = src_reader.read(sc.text), out_reader.read(oc.text)
-    missing = match_numbers(want, have, oc.text)
-    if missing or len(have) != len(want):
+    match = match_numbers(want, have, oc.text)
+    if match.missing or match.extra:
         problems.append(f"expected the numbers {', '.join(n.describe() for n in want) or '(none)'}, found "
                         f"{', '.join(n.describe() for n in have) or '(none)'} in {show(oc.text, 40)}")
     if Counter(sc.codes) != Counter(oc.codes):
@@ -159,7 +163,7 @@ def check_tables(v: Verdict, src: Doc, out: Doc, src_reader: NumberReader, out_r
             continue
         if len(ot.rows) != len(st.rows):
             def numbers(row: list[Inline], reader: NumberReader) -> Counter[str]:
-                return Counter(num.describe() for cell in row for num in reader.read(cell.text))
+                return Counter(n.describe() for cell in row for n in reader.read(cell.text) if not n.implied)
 
             found = [numbers(r, out_reader) for r in ot.rows]
             lost = [" | ".join(c.text.strip() for c in r) for r in st.rows if numbers(r, src_reader) not in found]
@@ -179,7 +183,7 @@ def check_numbers(v: Verdict, src: Doc, out: Doc, src_reader: NumberReader, out_
     want = [(n, p.line + p.text[:n.offset].count("\n")) for p in src.prose for n in src_reader.read(p.text)]
     have_text = "\n".join(p.text for p in out.prose)
     have = [n for p in out.prose for n in out_reader.read(p.text)]
-    missing = match_numbers([n for n, _ in want], have, have_text)
+    missing = match_numbers([n for n, _ in want], have, have_text).missing
     problems = []
     for n in missing:
         line = next(ln for m, ln in want if m is n)
