@@ -21,14 +21,22 @@ def utcnow() -> datetime:
 
 
 class FailureMode(str, Enum):
-    """Why a trial did not pass; the first that applies wins (see ``classify``)."""
+    """Why a trial did not pass; the first that applies wins (see ``classify``).
+
+    The two verify modes split on who is to blame. ``verify_error``: the
+    verifier wrote no usable verdict before it had started any solution code
+    (its own bug, or the sandbox's). ``verify_failed``: the verdict failed, or
+    the verifier died, timed out or found its verdict missing or changed
+    after it had started solution code, which counts as the solution
+    interfering (the check ``agenteval.verify.INTERFERENCE_CHECK``).
+    """
 
     infra_error = "infra_error"
     sandbox_error = "sandbox_error"
     model_error = "model_error"
     agent_limit = "agent_limit"
-    verify_error = "verify_error"
-    verify_failed = "verify_failed"
+    verify_error = "verify_error"            # no verdict, and no solution code had run
+    verify_failed = "verify_failed"          # a failing verdict, or interference after solution code ran
 
 
 class Check(BaseModel):

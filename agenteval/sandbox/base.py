@@ -1,9 +1,11 @@
 """The sandbox lifecycle every backend implements.
 
-A sandbox is one isolated machine per trial with two people in it: the agent
-(uid ``AGENT_UID``), who works in ``WORKSPACE``, and the verifier (uid
+A sandbox is one isolated machine per trial with three people in it: the
+agent (uid ``AGENT_UID``), who works in ``WORKSPACE``; the verifier (uid
 ``VERIFIER_UID``), who arrives only after the agent is gone and owns
-``CONTROL``, where hidden tests and the verdict live.
+``CONTROL``, where hidden tests and the verdict live; and the solution (uid
+``SOLUTION_UID``), as which the verifier runs the code it judges, owning
+nothing of the verifier's.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from agenteval.task.spec import SandboxSpec, parse_size
 
 AGENT_UID = 1000
 VERIFIER_UID = 1001
+SOLUTION_UID = 1002
 IDLE_UID = 65534  # the container's own keep-alive process: neither user can signal it
 WORKSPACE = "/workspace"
 CONTROL = "/agenteval"
@@ -48,6 +51,17 @@ class SandboxLimits:
             exec_timeout_s=spec.exec_timeout_sec,
             output_limit_bytes=parse_size(spec.output_limit),
         )
+
+
+@dataclass(frozen=True)
+class TreeEntry:
+    """One member of a folder read back from a sandbox, with the metadata that proves who wrote it."""
+
+    path: str            # relative to the folder read; "" is the folder (or file) itself
+    is_dir: bool
+    mode: int            # permission bits
+    uid: int
+    content: bytes = b""
 
 
 @dataclass(frozen=True)
@@ -109,9 +123,16 @@ class Sandbox(abc.ABC):
     def read_file(self, path: str, max_bytes: int = 16 * 1024**2) -> bytes | None:
         """Content of a regular file, or None when it does not exist. Raises SandboxError if too big."""
 
-    @abc.abstractmethod
     def read_tree(self, path: str, max_bytes: int = 32 * 1024**2) -> dict[str, bytes]:
         """Regular files under a folder (relative path -> content), at most ``max_bytes`` in all."""
+        return {e.path: e.content for e in self.read_entries(path, max_bytes) or [] if not e.is_dir}
+
+    @abc.abstractmethod
+    def read_entries(self, path: str, max_bytes: int = 32 * 1024**2) -> list[TreeEntry] | None:
+        """Folders and regular files at ``path`` with owner and mode, or None when it does not exist.
+
+        Raises SandboxError when the files hold more than ``max_bytes``.
+        """
 
     @abc.abstractmethod
     def kill_processes(self, uid: int) -> None:

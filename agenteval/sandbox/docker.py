@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING
 from agenteval.errors import SandboxError
 from agenteval.records import ExecRecord
 from agenteval.sandbox.base import (
-    AGENT_UID, CONTROL, IDLE_UID, VERIFIER_UID, WORKSPACE, FileEntry, Sandbox, SandboxLimits, safe_relpath,
+    AGENT_UID, CONTROL, IDLE_UID, SOLUTION_UID, VERIFIER_UID, WORKSPACE, FileEntry, Sandbox, SandboxLimits, TreeEntry,
+    safe_relpath,
 )
 
 if TYPE_CHECKING:
@@ -32,8 +33,13 @@ if TYPE_CHECKING:
 LABEL = "agenteval.managed"
 OWNER_LABEL = "agenteval.owner"
 HOST_GRACE_S = 5.0  # the host steps in this long after the in-container timeout should have fired
+# What the verifier holds, and nobody else: starting solution code as its own uid, stopping it.
+# They stay in the container's bounding set only for that; no-new-privileges keeps them out of
+# reach of every other uid (agent and solution processes hold no capability).
+VERIFIER_CAPS = ("SETUID", "SETGID", "KILL")
 
 _HOMES = {AGENT_UID: "/tmp", VERIFIER_UID: f"{CONTROL}/home"}
+_TMPDIRS = {VERIFIER_UID: f"{CONTROL}/home/tmp"}
 _live: set["DockerSandbox"] = set()
 _live_lock = threading.Lock()
 
@@ -52,10 +58,26 @@ def close_all_live() -> int:
     return len(boxes)
 
 
+def _command_argv(command: str, uid: int, timeout: float) -> tuple[list[str], str]:
+    """(argv, docker user) of ``sh -c command`` as ``uid`` under an in-container timeout.
+
+    The verifier's command starts as root and drops to its uid through setpriv, keeping only
+    ``VERIFIER_CAPS`` (as ambient capabilities): its wrappers (timeout, setpriv) then belong to
+    root, so no solution process can stop, signal or trace them.
+    """
+    argv = ["timeout", "-k", "2", f"{timeout:g}"]
+    if uid != VERIFIER_UID:
+        return argv + ["sh", "-c", command], f"{uid}:{uid}"
+    caps = ",".join(["-all"] + [f"+{c.lower()}" for c in VERIFIER_CAPS])
+    return argv + ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", f"--inh-caps={caps}",
+                   f"--ambient-caps={caps}", "--", "sh", "-c", command], "0:0"
+
+
 def _base_env(uid: int) -> dict[str, str]:
     return {
         "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
         "HOME": _HOMES.get(uid, "/tmp"),
+        "TMPDIR": _TMPDIRS.get(uid, "/tmp"),
         "LANG": "C.UTF-8",
         "PYTHONDONTWRITEBYTECODE": "1",
         "PYTHONNOUSERSITE": "1",
@@ -110,15 +132,19 @@ class DockerSandbox(Sandbox):
             ctl = self._volume("ctl", lim.control_bytes, VERIFIER_UID, 0o711)
             api = self.client.api
             host_config = api.create_host_config(
-                init=True, network_mode="none", read_only=True, cap_drop=["ALL"],
+                init=True, network_mode="none", read_only=True, cap_drop=["ALL"], cap_add=list(VERIFIER_CAPS),
                 security_opt=["no-new-privileges"], mem_limit=lim.memory_bytes, memswap_limit=lim.memory_bytes,
                 pids_limit=lim.pids, nano_cpus=int(lim.cpus * 1e9),
                 ulimits=[Ulimit(name="nofile", soft=1024, hard=1024), Ulimit(name="core", soft=0, hard=0)],
                 tmpfs={"/tmp": f"size={lim.tmp_bytes},mode=1777,nosuid,nodev"},
                 mounts=[Mount(WORKSPACE, ws, type="volume"), Mount(CONTROL, ctl, type="volume")],
             )
+            # The container runs as root so that a root exec (the verifier's, see _command_argv)
+            # gets VERIFIER_CAPS; the keep-alive itself drops to IDLE_UID with no capability.
+            keep_alive = ["setpriv", f"--reuid={IDLE_UID}", f"--regid={IDLE_UID}", "--clear-groups",
+                          "--inh-caps=-all", "--ambient-caps=-all", "--", "sleep", "infinity"]
             created = api.create_container(
-                self.image, ["sleep", "infinity"], name=self.name, user=f"{IDLE_UID}:{IDLE_UID}",
+                self.image, keep_alive, name=self.name, user="0:0",
                 working_dir=WORKSPACE, hostname="sandbox", network_disabled=True, labels=self.labels,
                 host_config=host_config,
             )
@@ -179,12 +205,12 @@ class DockerSandbox(Sandbox):
         from docker.errors import DockerException
 
         timeout = timeout_s or self.limits.exec_timeout_s
-        argv = ["timeout", "-k", "2", f"{timeout:g}", "sh", "-c", command]
+        argv, user = _command_argv(command, uid, timeout)
         out, err = _Capture(self.limits.output_limit_bytes), _Capture(self.limits.output_limit_bytes)
         api = self.client.api
         t0 = time.monotonic()
         try:
-            exec_id = api.exec_create(self._cid(), argv, user=f"{uid}:{uid}", workdir=workdir,
+            exec_id = api.exec_create(self._cid(), argv, user=user, workdir=workdir,
                                       environment={**_base_env(uid), **(env or {})})["Id"]
             stream = api.exec_start(exec_id, stream=True, demux=True)
         except DockerException as e:
@@ -255,7 +281,7 @@ class DockerSandbox(Sandbox):
     def kill_processes(self, uid: int) -> None:
         if uid == IDLE_UID:
             raise ValueError("refusing to kill the sandbox's own keep-alive process")
-        if self._only_idle_processes():
+        if not self._has_processes(uid):
             return
         # kill(-1) signals every process of the caller's uid but itself; repeat
         # until none is left, so a fork bomb cannot outrun one sweep.
@@ -269,17 +295,18 @@ class DockerSandbox(Sandbox):
                 time.sleep(0.2)  # pids cap full for a moment: try again
         raise SandboxError(f"could not stop the processes of uid {uid}")
 
-    def _only_idle_processes(self) -> bool:
-        """True when nothing but the keep-alive runs (a cheap `docker top`, no exec needed).
+    def _has_processes(self, uid: int) -> bool:
+        """Whether a process of ``uid`` runs (a cheap `docker top`, no exec needed).
 
-        Any doubt (an error, uids shifted by a user namespace) answers False, so the caller kills.
+        Any doubt (an error, uids shifted by a user namespace) answers True, so the caller kills.
         """
         try:
             top = self.client.api.top(self._cid(), ps_args="-o uid")
         except Exception:  # noqa: BLE001
-            return False
+            return True
         uids = [row[0].strip() for row in top.get("Processes") or []]
-        return bool(uids) and all(u == str(IDLE_UID) for u in uids)
+        known = {"0", str(IDLE_UID), str(AGENT_UID), str(VERIFIER_UID), str(SOLUTION_UID)}
+        return not uids or str(uid) in uids or not set(uids) <= known
 
     # -- files -------------------------------------------------------------
     def write_files(self, dest: str, files: dict[str, FileEntry], *, uid: int = AGENT_UID,
@@ -335,18 +362,14 @@ class DockerSandbox(Sandbox):
             raise SandboxError(f"could not {what}")
 
     def read_file(self, path: str, max_bytes: int = 16 * 1024**2) -> bytes | None:
-        files = self._get_archive(path, max_bytes)
-        if files is None:
+        entries = self.read_entries(path, max_bytes)
+        if entries is None:
             return None
-        if len(files) != 1 or "" not in files:
+        if len(entries) != 1 or entries[0].path != "" or entries[0].is_dir:
             raise SandboxError(f"{path} is not a regular file")
-        return files[""]
+        return entries[0].content
 
-    def read_tree(self, path: str, max_bytes: int = 32 * 1024**2) -> dict[str, bytes]:
-        return self._get_archive(path, max_bytes) or {}
-
-    def _get_archive(self, path: str, max_bytes: int) -> dict[str, bytes] | None:
-        """Regular files at ``path``: {'' : data} for a file, {rel: data} for a folder."""
+    def read_entries(self, path: str, max_bytes: int = 32 * 1024**2) -> list[TreeEntry] | None:
         from docker.errors import DockerException, NotFound
 
         try:
@@ -361,19 +384,22 @@ class DockerSandbox(Sandbox):
             if buf.tell() > max_bytes + 1024 * 1024:
                 raise SandboxError(f"{path} is larger than {max_bytes} bytes")
         buf.seek(0)
-        out: dict[str, bytes] = {}
+        out: list[TreeEntry] = []
         total = 0
         base = stat["name"]
         with tarfile.open(fileobj=buf, mode="r") as tar:
             for member in tar:
-                if not member.isreg():
+                if not (member.isreg() or member.isdir()):
                     continue
                 rel = member.name[len(base):].lstrip("/") if member.name.startswith(base) else member.name
-                total += member.size
-                if total > max_bytes:
-                    raise SandboxError(f"{path} holds more than {max_bytes} bytes")
-                f = tar.extractfile(member)
-                out[rel] = f.read() if f else b""
+                content = b""
+                if member.isreg():
+                    total += member.size
+                    if total > max_bytes:
+                        raise SandboxError(f"{path} holds more than {max_bytes} bytes")
+                    f = tar.extractfile(member)
+                    content = f.read() if f else b""
+                out.append(TreeEntry(rel, member.isdir(), member.mode & 0o7777, member.uid, content))
         return out
 
 

@@ -7,7 +7,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from agenteval.sandbox.base import AGENT_UID, VERIFIER_UID, FileEntry, SandboxLimits
+from agenteval.sandbox.base import AGENT_UID, SOLUTION_UID, VERIFIER_UID, FileEntry, SandboxLimits
 from agenteval.sandbox.docker import DockerSandbox
 
 pytestmark = pytest.mark.docker
@@ -95,6 +95,37 @@ def test_agent_cannot_see_verifier_area(box: DockerSandbox) -> None:
     r = box.exec("ls /agenteval; cat /agenteval/tests/secret.py")
     assert r.exit_code != 0 and "Permission denied" in r.stderr
     assert box.exec("cat /agenteval/tests/secret.py", uid=VERIFIER_UID).stdout == "x = 1\n"
+
+
+# CAP_KILL, CAP_SETGID, CAP_SETUID: bits 5, 6 and 7.
+VERIFIER_CAPS = "00000000000000e0"
+TO_SOLUTION = f"setpriv --reuid={SOLUTION_UID} --regid={SOLUTION_UID} --clear-groups --inh-caps=-all --ambient-caps=-all --"
+
+
+def test_verifier_holds_only_the_capabilities_to_run_solution_code(box: DockerSandbox) -> None:
+    r = box.exec("id -u; id -G; grep -E '^Cap(Eff|Amb)' /proc/self/status; grep NoNewPrivs /proc/self/status; "
+                 "ps -o uid= -p $PPID", uid=VERIFIER_UID)
+    uid, groups, capeff, capamb, nnp, parent = r.stdout.split("\n")[:6]
+    assert uid == str(VERIFIER_UID) and groups == str(VERIFIER_UID)
+    assert capeff.split()[1] == VERIFIER_CAPS and capamb.split()[1] == VERIFIER_CAPS
+    assert nnp.split()[1] == "1"
+    assert parent.strip() == "0"  # its wrappers belong to root: nothing of the solution's can stop them
+
+
+def test_solution_code_owns_nothing_of_the_verifier(box: DockerSandbox) -> None:
+    box.write_files("/agenteval/tests", {"judge.py": FileEntry(b"ok = True\n")}, uid=VERIFIER_UID, dir_mode=0o700)
+    attack = ("id -u; grep -E '^Cap(Prm|Eff|Amb)' /proc/self/status | tr -s '\\t' ' '; "
+              "kill -STOP $PPID 2>/dev/null && echo stopped-parent; kill -9 -1; "
+              "echo x > /agenteval/tests/judge.py 2>/dev/null && echo wrote-tests; "
+              "ls /agenteval/out 2>/dev/null && echo listed-out; chmod 777 /agenteval 2>/dev/null && echo chmod; "
+              "cat /proc/$PPID/environ 2>/dev/null && echo read-environ; echo done")
+    r = box.exec(f"mkdir -p -m 0300 /agenteval/out && {TO_SOLUTION} sh -c \"{attack}\"; echo verifier-alive $?",
+                 uid=VERIFIER_UID)
+    lines = r.stdout.splitlines()
+    assert lines[0] == str(SOLUTION_UID), r.stdout + r.stderr
+    assert lines[1:4] == ["CapPrm: 0000000000000000", "CapEff: 0000000000000000", "CapAmb: 0000000000000000"]
+    assert lines[4:] == ["done", "verifier-alive 0"], r.stdout + r.stderr
+    assert box.exec("cat /agenteval/tests/judge.py", uid=VERIFIER_UID).stdout == "ok = True\n"
 
 
 def test_files_round_trip_with_modes(box: DockerSandbox) -> None:
