@@ -35,6 +35,19 @@ class SandboxError(AgentEvalError):
     """The sandbox failed underneath a trial (container died, exec failed)."""
 
 
+class SandboxStartError(SandboxError):
+    """A sandbox could not be created or started (image missing, engine refused)."""
+
+
+class SandboxClosedError(SandboxError):
+    """The sandbox is closed, or its container went away while it was used (Ctrl-C, engine)."""
+
+
+class SandboxFileError(SandboxError):
+    """A file cannot be read back or written as asked (too large, not a regular file, outside the
+    writable mounts); the sandbox itself still works, so a tool reports it to the model."""
+
+
 class ImageBuildError(AgentEvalError):
     """A sandbox image could not be built or its base could not be obtained."""
 

@@ -20,16 +20,16 @@ import tarfile
 import tempfile
 import threading
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from agenteval.errors import ClusterError
 from agenteval.records import Fingerprint, TrialRecord
 from agenteval.runner.trial import TrialEnv, TrialSpec, run_trial
-from agenteval.sandbox.base import Sandbox, SandboxLimits
+from agenteval.sandbox.base import Sandbox
 from agenteval.task import Task
+from agenteval.task.files import task_file
 
-_IGNORED = {"__pycache__", ".pytest_cache", ".DS_Store"}
 _lock = threading.Lock()
 _models: dict[tuple[str, str], Any] = {}
 _images: set[str] = set()
@@ -58,7 +58,7 @@ def pack_task(task: Task) -> bytes:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz") as tar:
         tar.add(task.path, arcname=task.path.name,
-                filter=lambda info: None if _IGNORED & set(Path(info.name).parts) else info)
+                filter=lambda info: info if task_file(PurePosixPath(info.name)) else None)
     return buf.getvalue()
 
 
@@ -146,7 +146,7 @@ def _make_sandbox(image: str) -> Any:
         _images.add(image)
 
     def make(task: Task, labels: dict[str, str]) -> Sandbox:
-        return DockerSandbox(client, image, SandboxLimits.from_spec(task.spec.sandbox), labels)
+        return DockerSandbox.for_spec(client, image, task.spec.sandbox, labels)
 
     return make
 

@@ -24,7 +24,7 @@ from agenteval.models.servers import ServerStartError
 from agenteval.records import FailureMode, Fingerprint, RunRecord, TrialRecord, utcnow
 from agenteval.runner.executor import IN_PROCESS, Executor, ExecutorRequest, check_executor_name, create_executor
 from agenteval.runner.trial import TrialEnv, TrialInterrupted, TrialSpec, failed_record
-from agenteval.sandbox.base import Sandbox, SandboxLimits
+from agenteval.sandbox.base import Sandbox
 from agenteval.store import DEFAULT_DB, Store
 from agenteval.task import Task, load_task
 
@@ -196,7 +196,7 @@ def _execute(opts: RunOptions, store: Store, tasks: list[Task], models: dict[str
                 image_id=image_ids[task.name], model_info=model.fingerprint_info())
 
     def make_sandbox(task: Task, labels: dict[str, str]) -> Sandbox:
-        return DockerSandbox(client, images[task.name], SandboxLimits.from_spec(task.spec.sandbox), labels)
+        return DockerSandbox.for_spec(client, images[task.name], task.spec.sandbox, labels)
 
     out_dir = opts.out / run_id
     env = TrialEnv(run_id=run_id, make_sandbox=make_sandbox, models=models, fingerprints=fingerprints,

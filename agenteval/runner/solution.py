@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Callable
 
 from agenteval.errors import BadInputError
-from agenteval.sandbox.base import AGENT_UID, WORKSPACE, SandboxLimits
+from agenteval.sandbox.base import AGENT_UID, WORKSPACE
 from agenteval.task import Task, VariantSpec, load_task
 from agenteval.verify import VerifyOutcome, verify_trial
 
@@ -35,8 +35,7 @@ def verify_solution(task_path: str | Path, solution: str | Path, variant_id: str
     variant = pick_variant(task, variant_id)
     client = connect()
     image = ensure_image(client, task.spec.sandbox.image, find_sandboxes_dir(task.path), log)
-    with DockerSandbox(client, image, SandboxLimits.from_spec(task.spec.sandbox),
-                       labels={"agenteval.run": "verify"}) as sandbox:
+    with DockerSandbox.for_spec(client, image, task.spec.sandbox, {"agenteval.run": "verify"}) as sandbox:
         for env_dir in task.environment_dirs(variant):
             sandbox.write_tree(WORKSPACE, env_dir, uid=AGENT_UID)
         sandbox.write_tree(WORKSPACE, src, uid=AGENT_UID)

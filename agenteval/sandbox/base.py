@@ -17,6 +17,7 @@ from pathlib import Path
 from types import TracebackType
 
 from agenteval.records import ExecRecord
+from agenteval.task.files import task_file
 from agenteval.task.spec import SandboxSpec, parse_size
 
 AGENT_UID = 1000
@@ -81,10 +82,10 @@ def safe_relpath(path: str) -> str:
 
 
 def files_from_dir(src: Path) -> dict[str, FileEntry]:
-    """Every regular file under ``src``, keeping the executable bit."""
+    """Every regular file under ``src`` that belongs to a task (see ``task_file``), keeping the executable bit."""
     out: dict[str, FileEntry] = {}
     for p in sorted(src.rglob("*")):
-        if p.is_file() and "__pycache__" not in p.parts:
+        if p.is_file() and task_file(p.relative_to(src)):
             mode = 0o755 if p.stat().st_mode & 0o111 else 0o644
             out[p.relative_to(src).as_posix()] = FileEntry(p.read_bytes(), mode)
     return out
@@ -121,7 +122,10 @@ class Sandbox(abc.ABC):
 
     @abc.abstractmethod
     def read_file(self, path: str, max_bytes: int = 16 * 1024**2) -> bytes | None:
-        """Content of a regular file, or None when it does not exist. Raises SandboxError if too big."""
+        """Content of a regular file, or None when it does not exist.
+
+        Raises SandboxFileError when it is larger than ``max_bytes`` or not a regular file.
+        """
 
     def read_tree(self, path: str, max_bytes: int = 32 * 1024**2) -> dict[str, bytes]:
         """Regular files under a folder (relative path -> content), at most ``max_bytes`` in all."""
@@ -131,7 +135,7 @@ class Sandbox(abc.ABC):
     def read_entries(self, path: str, max_bytes: int = 32 * 1024**2) -> list[TreeEntry] | None:
         """Folders and regular files at ``path`` with owner and mode, or None when it does not exist.
 
-        Raises SandboxError when the files hold more than ``max_bytes``.
+        Raises SandboxFileError when the files hold more than ``max_bytes``.
         """
 
     @abc.abstractmethod

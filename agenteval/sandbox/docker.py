@@ -17,11 +17,13 @@ import tarfile
 import threading
 import time
 import uuid
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
-from agenteval.errors import SandboxError
+from agenteval.errors import SandboxClosedError, SandboxError, SandboxFileError, SandboxStartError
 from agenteval.records import ExecRecord
+from agenteval.task.files import task_file
+from agenteval.task.spec import SandboxSpec
 from agenteval.sandbox.base import (
     AGENT_UID, CONTROL, IDLE_UID, SOLUTION_UID, VERIFIER_UID, WORKSPACE, FileEntry, Sandbox, SandboxLimits, TreeEntry,
     safe_relpath,
@@ -119,6 +121,12 @@ class DockerSandbox(Sandbox):
         self._closed = False
         self._lock = threading.Lock()
 
+    @classmethod
+    def for_spec(cls, client: "docker.DockerClient", image: str, spec: SandboxSpec,
+                 labels: dict[str, str] | None = None) -> "DockerSandbox":
+        """The sandbox a task's [sandbox] table describes, from an image already built."""
+        return cls(client, image, SandboxLimits.from_spec(spec), labels)
+
     # -- lifecycle ---------------------------------------------------------
     def start(self) -> None:
         from docker.errors import DockerException
@@ -152,10 +160,10 @@ class DockerSandbox(Sandbox):
             api.start(self.container_id)
         except DockerException as e:
             self.close()
-            raise SandboxError(f"could not start a sandbox from image {self.image!r}: {_short(e)}") from e
+            raise SandboxStartError(f"could not start a sandbox from image {self.image!r}: {_short(e)}") from e
         if self._closed:  # closed by Ctrl-C while starting
             self.close()
-            raise SandboxError("sandbox was closed while it started")
+            raise SandboxClosedError("sandbox was closed while it started")
 
     def _volume(self, kind: str, size: int, uid: int, mode: int) -> str:
         name = f"{self.name}-{kind}"
@@ -168,34 +176,17 @@ class DockerSandbox(Sandbox):
         return name
 
     def close(self) -> None:
-        from docker.errors import DockerException, NotFound
-
         with self._lock:
             self._closed = True
             cid, self.container_id = self.container_id, None
             vols, self._volumes = self._volumes, []
-        if cid:
-            try:
-                self.client.api.remove_container(cid, force=True, v=True)
-            except NotFound:
-                pass
-            except DockerException:
-                pass  # prune finds it by label
-        for vol in vols:
-            for _ in range(50):
-                try:
-                    self.client.api.remove_volume(vol, force=True)
-                    break
-                except NotFound:
-                    break
-                except DockerException:
-                    time.sleep(0.2)  # still in use while the container is torn down (slow under load)
+        remove_sandbox(self.client, [cid] if cid else [], vols)
         with _live_lock:
             _live.discard(self)
 
     def _cid(self) -> str:
         if not self.container_id:
-            raise SandboxError("the sandbox is not running (closed or never started)")
+            raise SandboxClosedError("the sandbox is not running (closed or never started)")
         return self.container_id
 
     # -- commands ----------------------------------------------------------
@@ -240,11 +231,11 @@ class DockerSandbox(Sandbox):
                 raise SandboxError(f"command did not stop after being killed: {command[:200]!r}")
         duration = time.monotonic() - t0
         if failure and self._closed:
-            raise SandboxError("sandbox was closed while a command ran")
+            raise SandboxClosedError("sandbox was closed while a command ran")
         try:
             exit_code = None if host_killed else api.exec_inspect(exec_id).get("ExitCode")
         except DockerException as e:
-            raise SandboxError(f"sandbox went away during a command: {_short(e)}") from e
+            raise SandboxClosedError(f"sandbox went away during a command: {_short(e)}") from e
         timed_out = host_killed or (exit_code in (124, 137) and duration >= timeout * 0.98)
         oom = exit_code == 137 and not timed_out and self._oom_killed()
         record = ExecRecord(
@@ -341,6 +332,8 @@ class DockerSandbox(Sandbox):
         def own(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
             if not (info.isfile() or info.isdir() or info.issym()):
                 return None  # devices, fifos: never copied into a sandbox
+            if not task_file(PurePosixPath(info.name)):
+                return None
             info.uid = info.gid = uid
             info.uname = info.gname = ""
             return info
@@ -366,7 +359,7 @@ class DockerSandbox(Sandbox):
         if entries is None:
             return None
         if len(entries) != 1 or entries[0].path != "" or entries[0].is_dir:
-            raise SandboxError(f"{path} is not a regular file")
+            raise SandboxFileError(f"{path} is not a regular file")
         return entries[0].content
 
     def read_entries(self, path: str, max_bytes: int = 32 * 1024**2) -> list[TreeEntry] | None:
@@ -382,7 +375,7 @@ class DockerSandbox(Sandbox):
         for chunk in stream:
             buf.write(chunk)
             if buf.tell() > max_bytes + 1024 * 1024:
-                raise SandboxError(f"{path} is larger than {max_bytes} bytes")
+                raise SandboxFileError(f"{path} is larger than {max_bytes} bytes")
         buf.seek(0)
         out: list[TreeEntry] = []
         total = 0
@@ -396,7 +389,7 @@ class DockerSandbox(Sandbox):
                 if member.isreg():
                     total += member.size
                     if total > max_bytes:
-                        raise SandboxError(f"{path} holds more than {max_bytes} bytes")
+                        raise SandboxFileError(f"{path} holds more than {max_bytes} bytes")
                     f = tar.extractfile(member)
                     content = f.read() if f else b""
                 out.append(TreeEntry(rel, member.isdir(), member.mode & 0o7777, member.uid, content))
@@ -409,7 +402,7 @@ def _split_mount(dest: str) -> tuple[str, str]:
         if dest == root or dest.startswith(root + "/"):
             rest = dest[len(root):].strip("/")
             return root, safe_relpath(rest) if rest else ""
-    raise SandboxError(f"can only write under {WORKSPACE} or {CONTROL}, not {dest}")
+    raise SandboxFileError(f"can only write under {WORKSPACE} or {CONTROL}, not {dest}")
 
 
 def _tarinfo(name: str, kind: bytes, mode: int, uid: int, mtime: float) -> tarfile.TarInfo:
@@ -432,8 +425,6 @@ def prune(client: "docker.DockerClient", *, everything: bool = False) -> tuple[i
     ``everything`` also removes those of live runs on this host. Returns
     (containers removed, volumes removed).
     """
-    from docker.errors import DockerException, NotFound
-
     host = socket.gethostname()
 
     def orphaned(labels: dict[str, str]) -> bool:
@@ -444,23 +435,41 @@ def prune(client: "docker.DockerClient", *, everything: bool = False) -> tuple[i
             return owner_host == host or not owner_host
         return not _pid_alive(int(pid))
 
-    containers = 0
-    for c in client.api.containers(all=True, filters={"label": LABEL}):
-        if orphaned(c.get("Labels") or {}):
+    containers = [c["Id"] for c in client.api.containers(all=True, filters={"label": LABEL})
+                  if orphaned(c.get("Labels") or {})]
+    volumes = [v["Name"] for v in (client.api.volumes(filters={"label": LABEL}) or {}).get("Volumes") or []
+               if orphaned(v.get("Labels") or {})]
+    return remove_sandbox(client, containers, volumes, volume_tries=1)
+
+
+def remove_sandbox(client: "docker.DockerClient", containers: list[str], volumes: list[str],
+                   volume_tries: int = 50) -> tuple[int, int]:
+    """Remove containers (with their processes), then volumes; (containers, volumes) removed.
+
+    What cannot be removed now stays labelled, for ``prune`` to find. A volume is still busy
+    for a moment while its container is torn down (slow under load): it is tried again.
+    """
+    from docker.errors import DockerException, NotFound
+
+    removed_c = removed_v = 0
+    for cid in containers:
+        try:
+            client.api.remove_container(cid, force=True, v=True)
+            removed_c += 1
+        except DockerException:
+            pass  # gone already, or prune finds it by its label later
+    for vol in volumes:
+        for attempt in range(volume_tries):
             try:
-                client.api.remove_container(c["Id"], force=True, v=True)
-                containers += 1
+                client.api.remove_volume(vol, force=True)
+                removed_v += 1
+                break
             except NotFound:
-                pass
-    volumes = 0
-    for v in (client.api.volumes(filters={"label": LABEL}) or {}).get("Volumes") or []:
-        if orphaned(v.get("Labels") or {}):
-            try:
-                client.api.remove_volume(v["Name"], force=True)
-                volumes += 1
-            except (NotFound, DockerException):
-                pass
-    return containers, volumes
+                break
+            except DockerException:
+                if attempt + 1 < volume_tries:
+                    time.sleep(0.2)
+    return removed_c, removed_v
 
 
 def _pid_alive(pid: int) -> bool:

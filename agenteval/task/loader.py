@@ -28,10 +28,8 @@ import jinja2
 from pydantic import BaseModel, ValidationError
 
 from agenteval.errors import TaskError
+from agenteval.task.files import task_file
 from agenteval.task.spec import TaskSpec, VariantSpec
-
-_IGNORED = {"__pycache__", ".pytest_cache", ".DS_Store"}
-
 
 @dataclass(frozen=True)
 class Task:
@@ -163,7 +161,7 @@ def hash_tree(root: Path) -> str:
     h = hashlib.sha256()
     for p in sorted(root.rglob("*")):
         rel = p.relative_to(root)
-        if any(part in _IGNORED for part in rel.parts) or not p.is_file():
+        if not task_file(rel) or not p.is_file():
             continue
         h.update(str(rel).encode() + b"\0" + p.read_bytes() + b"\0")
     return h.hexdigest()[:16]

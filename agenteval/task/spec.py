@@ -9,7 +9,9 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from agenteval.settings import StrictSettings
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
@@ -25,11 +27,7 @@ def parse_size(value: str | int) -> int:
     return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class SandboxSpec(_Strict):
+class SandboxSpec(StrictSettings):
     """[sandbox]: the container a trial runs in and its limits."""
 
     image: str = Field(default="python", description="Name of a folder under sandboxes/ (or an image tag with ':').")
@@ -48,7 +46,7 @@ class SandboxSpec(_Strict):
         return v
 
 
-class AgentSpec(_Strict):
+class AgentSpec(StrictSettings):
     """[agent]: budgets for the agent phase (overridable on the command line)."""
 
     max_steps: int = Field(default=30, ge=1, description="Model turns before the agent is stopped.")
@@ -56,14 +54,14 @@ class AgentSpec(_Strict):
     timeout_sec: float = Field(default=900, gt=0, description="Wall-clock budget of the whole agent phase.")
 
 
-class VerifierSpec(_Strict):
+class VerifierSpec(StrictSettings):
     """[verifier]: the hidden checks, run from tests/ after the agent is done."""
 
     command: str = Field(default="python3 verify.py", description="Run in the copied tests/ folder as the verifier user.")
     timeout_sec: float = Field(default=120, gt=0, description="Wall-clock limit of the verifier.")
 
 
-class VariantSpec(_Strict):
+class VariantSpec(StrictSettings):
     """One [[variants]] entry: a parameter set; variant x sample is one trial."""
 
     id: str = Field(description="Stable id, used in trial keys and --variant.")
@@ -79,7 +77,7 @@ class VariantSpec(_Strict):
         return v
 
 
-class TaskSpec(_Strict):
+class TaskSpec(StrictSettings):
     """The whole of task.toml."""
 
     name: str = Field(description="Task name, shown in reports; defaults to the folder name.")
