@@ -32,7 +32,9 @@ PIPES = "pipes scroll left with a gap"
 CRASH = "crash ends the game"
 QUITS = "QUIT exits promptly"
 HARNESS = "harness untampered"
-ALL_CHECKS = [GAME_RUNS, DRAWS, FALLS, FLAPS, PIPES, CRASH, QUITS, HARNESS]
+PLAYS = "plays on through 5 pipes"
+ALL_CHECKS = [GAME_RUNS, DRAWS, FALLS, FLAPS, PIPES, CRASH, PLAYS, QUITS, HARNESS]
+BUDGET_S = 180.0    # tasks/flappy/task.toml [verifier] timeout_sec
 
 # Each correct fixture's docstring lists the shapes it covers; together with the
 # oracle they cover classes and plain functions, Group.draw / pygame.draw /
@@ -41,9 +43,11 @@ ALL_CHECKS = [GAME_RUNS, DRAWS, FALLS, FLAPS, PIPES, CRASH, QUITS, HARNESS]
 # frozen game over, per-frame physics, dt from clock.tick(), get_ticks() and
 # time.time(), a fixed-step accumulator, KEYDOWN and key.get_pressed(), SPACE plus
 # mouse, windows from 288x512 to 1280x720, loops under __main__ and at module
-# level, set_timer, time.sleep / pygame.time.delay / busy-wait pacing.
+# level, set_timer, time.sleep / pygame.time.delay / busy-wait pacing, other
+# physics constants on a fixed 100 Hz step, a flap that adds to the velocity.
+# Every one must also be played by the autopilot through 5 pipe pairs.
 CORRECT = ["sprites_dt", "functions_module_level", "ticks_timing", "time_dt", "big_center", "freeze_silent",
-           "scaled_surface", "accumulator", "instant_restart"]
+           "scaled_surface", "accumulator", "instant_restart", "mouse_fixed_step", "dt_added_flap"]
 
 BROKEN = {
     "syntax_error": GAME_RUNS,
@@ -66,7 +70,14 @@ BROKEN = {
     "channel_forger": HARNESS,
     "monkeypatch_flip": HARNESS,
     "clock_patch": HARNESS,
+    "crash_after_pipes": PLAYS,             # raises only once the bird has passed 3 pipe pairs
+    "gc_hooks": HARNESS,                    # empties the harness's hooks through gc, ends the run itself on QUIT
+    "key_forger": HARNESS,                  # reads the MAC key through gc, forges "exited" and plays on
+    "signals_parents": GAME_RUNS,           # SIGSTOP / ptrace / SIGKILL at its parents, then kill(-1)
+    "writes_verifier_files": FALLS,         # plants modules in /agenteval/tests and /agenteval/lib, plays badly
 }
+# Games that never handle QUIT themselves: whatever they fake in-process, the exit is judged from outside.
+FAKES_QUIT = {"gc_hooks", "key_forger"}
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +91,8 @@ def verify(solution: Path, artifacts: Path | None = None) -> VerifyOutcome:
     outcome = verify_solution(TASK, solution, artifacts_dir=artifacts, log=lambda m: None)
     assert outcome.verdict is not None, f"no verdict for {solution.name}: {outcome.error}"
     assert [c.name for c in outcome.verdict.checks] == ALL_CHECKS, "every run reports the same checks"
+    if outcome.exec_record is not None:
+        assert outcome.exec_record.duration_s < BUDGET_S, f"{solution.name}: {outcome.exec_record.duration_s:.0f} s"
     return outcome
 
 
@@ -112,6 +125,11 @@ def test_broken_games_fail_the_right_check(pygame_image: str, name: str, check: 
     assert check in fails, f"{name} should fail {check!r}; it failed {sorted(fails)}"
     if name == "fooler":  # printed and written verdicts count for nothing: only the harness check can pass
         assert set(fails) == set(ALL_CHECKS) - {HARNESS}, sorted(fails)
+    if name in FAKES_QUIT:
+        assert QUITS in fails, f"{name} never handles QUIT itself but passed {QUITS!r}"
+    if name == "crash_after_pipes":  # only the long play reaches the bug
+        assert set(fails) == {PLAYS}, sorted(fails)
+        assert "exception" in fails[PLAYS] and "IndexError" in fails[PLAYS], fails[PLAYS]
 
 
 def test_oracle_passes_and_nop_fails_end_to_end(workdir: Path, docker_client: Any, pygame_image: str) -> None:

@@ -25,11 +25,20 @@ Why each hook exists:
   display surface through functions saved before the game ran, downscale it
   (nearest neighbour, so flat colours stay exact) and send it to the verifier.
 
+* Lockstep (the autopilot's runs). With ``control_fd`` in the configuration, the
+  driver waits after each frame with pixels for the verifier's orders (script
+  events to inject), read from a pipe of the verifier's: the verifier plays the
+  game from the pixels, outside this process.
+
 The verifier never trusts this process for a verdict: it gets pixels and events,
 and decides. The channel is a pipe the verifier created, every record carries a
 sequence number and a keyed BLAKE2 MAC, and the hooks check at every call (and a
 watchdog thread every 50 ms) that nobody replaced, wrapped or traced them; a
-game that does is reported and stopped at once.
+game that does is reported and stopped at once. All of that shares the game's
+interpreter, so a game can defeat it (gc reaches every object here, the key
+included): the watchdog's heartbeat (a digest of the hooks every 0.1 s, compared
+by the verifier with the one sent before the game ran) and the process's exit as
+the verifier sees it are what the verifier relies on (runs.py).
 """
 
 from __future__ import annotations
@@ -88,7 +97,9 @@ def main() -> None:
     h = Harness(cfg, chan)
     game = cfg["game"]
     install(h)
-    chan.send_json(b"H", {"pid": os.getpid()})
+    if h.ctl_fd >= 0:
+        os.set_inheritable(h.ctl_fd, False)
+    chan.send_json(b"H", {"pid": os.getpid(), **h.integrity()})
     _Thread(target=h.watchdog, name="harness-watchdog", daemon=True).start()
     sys.argv = [game]
     sys.path[0] = os.path.dirname(game)

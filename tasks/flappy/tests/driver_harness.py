@@ -11,11 +11,23 @@ from __future__ import annotations
 import math
 import sys
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-from driver_channel import Channel, _blake2b, _getpid, _Lock, _os_exit, _pack, _real_mono, _real_sleep
+from driver_channel import (
+    Channel,
+    _blake2b,
+    _getpid,
+    _Lock,
+    _os_exit,
+    _pack,
+    _real_mono,
+    _real_sleep,
+    read_orders,
+)
 
 STEP_MS = 1000.0 / 60.0          # virtual length of a frame the game does not pace itself
+BEAT_S = 0.1                     # real seconds between heartbeats
 
 Hook = tuple[Any, str, Any]      # (module or class, attribute, what the driver puts there)
 
@@ -55,6 +67,7 @@ class Harness:
         self.modules: list[tuple[str, Any]] = []
         self.pg: Any = None
         self.orig: dict[str, Any] = {}
+        self.ctl_fd = int(cfg.get("control_fd", -1))    # lockstep: the verifier's orders after each frame
 
     # -- time ---------------------------------------------------------------
     def advance_to(self, t: float) -> None:
@@ -161,14 +174,15 @@ class Harness:
             surf = self.orig["get_surface"]()
         except Exception:
             surf = None
-        if surf is not None:
-            self.capture(surf)
+        if surf is not None and self.capture(surf) and self.ctl_fd >= 0:
+            self.obey()
         self.progress_real = _real_mono()
         self.flips_unpaced += 1
         if not self.paced or self.flips_unpaced >= 3:
             self.advance_to(self.now + STEP_MS)
 
-    def capture(self, surf: Any) -> None:
+    def capture(self, surf: Any) -> bool:
+        """Send the frame; True when its pixels went with it."""
         try:
             w, h = surf.get_size()
             if self.small is None:
@@ -178,7 +192,7 @@ class Harness:
             px = self.orig["tostring"](self.orig["scale"](surf, (aw, ah)), "RGB")
             full = self.orig["tostring"](surf, "RGB") if self.shots and self.now >= self.shots[0] else None
         except Exception:
-            return  # e.g. the game called pygame.quit(): no surface to read
+            return False  # e.g. the game called pygame.quit(): no surface to read
         digest = _blake2b(px, digest_size=16).digest()
         t = self.now
         want = any(a <= t <= b for a, b in self.px_windows) and t - self.last_px >= self.px_every
@@ -191,6 +205,22 @@ class Harness:
                 self.shots.pop(0)
             self.chan.send(b"S", _pack(">dHH", t, w, h) + full)
         self.frames += 1
+        return want
+
+    def obey(self) -> None:
+        """Lockstep: wait for the verifier's orders on the frame just sent and schedule them.
+
+        Orders are script events (``[due_ms, kind, ...]``, due now or later); the
+        verifier decides them from the pixels, outside this process.
+        """
+        orders = read_orders(self.ctl_fd)
+        if orders is None:
+            _os_exit(70)  # the verifier is gone
+        if orders:
+            pending = self.script[self.script_i:] + [list(o) for o in orders]
+            self.script = self.script[:self.script_i] + sorted(pending, key=lambda e: float(e[0]))
+            self.fire_due()
+        self.progress_real = _real_mono()
 
     # -- integrity ----------------------------------------------------------
     def check(self) -> None:
@@ -217,6 +247,25 @@ class Harness:
             self.chan.send_json(b"T", {"what": problem, "t": self.now, "frame": self.frames})
             self.finish("tamper", detail=problem)
 
+    def integrity(self) -> dict[str, Any]:
+        """What the hooks look like now: the verifier compares every heartbeat with the first (sent before
+        any game code ran), so hooks that vanish or change show up outside this process."""
+        ids, intact = [], 0
+        for obj, name, fn in self.watched:
+            ids += [id(obj), id(fn)]
+            intact += obj.__dict__.get(name) is fn
+        for fn, code in self.codes:
+            ids += [id(fn), id(code)]
+            intact += fn.__code__ is code
+        for key in sorted(self.orig):
+            ids.append(id(self.orig[key]))
+        for _, mod in self.modules:
+            ids.append(id(mod))
+        ids += [id(self.chan), id(self.chan.key), len(vars(self.chan))]
+        digest = _blake2b(b"".join(_pack(">Q", i & 0xFFFFFFFFFFFFFFFF) for i in ids), digest_size=16).hexdigest()
+        return {"hooks": len(self.watched) + len(self.codes), "intact": intact, "orig": len(self.orig),
+                "modules": len(self.modules), "digest": digest}
+
     # -- the end ------------------------------------------------------------
     def finish(self, reason: str, **info: Any) -> None:
         if _getpid() != self.chan.owner:
@@ -224,16 +273,21 @@ class Harness:
         if not self.finish_lock.acquire(timeout=2.0) or self.done:
             _os_exit(71)
         self.done = True
+        self.chan.send_json(b"B", {**self.integrity(), "t": self.now, "frames": self.frames})
         end = {"reason": reason, "t": self.now, "frames": self.frames, "quit_at": self.quit_at,
                "window": self.window_opened, "stats": self.stats, "held": sorted(self.held_keys), **info}
-        self.chan.send_json(b"Z", end)
+        self.chan.send_json(b"Z", end, last=True)
         _os_exit(0)
 
     def watchdog(self) -> None:
         startup, later = float(self.cfg["startup_stall_s"]), float(self.cfg["stall_s"])
+        beat = _real_mono()
         while not self.done:
             _real_sleep(0.05)
             self.check()
+            if _real_mono() - beat >= BEAT_S:
+                beat = _real_mono()
+                self.chan.send_json(b"B", {**self.integrity(), "t": self.now, "frames": self.frames})
             idle = _real_mono() - self.progress_real
             limit = startup if self.frames == 0 else later
             if idle > limit:

@@ -13,6 +13,7 @@ import random
 import sys
 from typing import Any
 
+from driver_channel import Channel
 from driver_clock import make_clock, pygame_time_plan, seed_hooks, time_plan
 from driver_harness import Harness, Hook
 from driver_input import event_plan, pressed_plan
@@ -78,5 +79,7 @@ def install(h: Harness) -> None:
     h.modules = [(n, sys.modules[n]) for n in ("pygame", "pygame.display", "pygame.event", "pygame.time",
                                                "pygame.key", "pygame.mouse", "time", "random")]
     h.watched += [(pg, n, sys.modules[f"pygame.{n}"]) for n in ("display", "event", "time", "key", "mouse")]
-    h.watched += [(Harness, n, Harness.__dict__[n]) for n in ("on_frame", "check", "capture", "advance_to", "finish")]
+    h.watched += [(Harness, n, Harness.__dict__[n]) for n in ("on_frame", "check", "capture", "advance_to", "finish",
+                                                              "obey", "fire_due", "inject", "post", "integrity")]
+    h.watched += [(Channel, n, Channel.__dict__[n]) for n in ("send", "send_json")]
     random.seed(seed0)

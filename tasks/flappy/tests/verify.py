@@ -10,12 +10,16 @@ process with a wall-clock limit:
   probe  as fall, plus SPACE at 3.0 s, after the crash      (is the game over?)
   long   9 s with SPACE at the bird's hover rhythm, measured from fall/flap,
          and late mouse and keyboard noise
+  auto1  the autopilot (autopilot.py) plays in lockstep, deciding SPACE from each
+         frame's pixels, until the bird has passed 5 pipe pairs (or 15 s); auto2
+         and auto3 retry aiming elsewhere in the gap if the bird died
 
 Because the game is deterministic under the driver, 'fall' and 'flap' show the
 same frames until the first extra press; from then on they differ exactly where
 the bird is. That is how the bird is found, whatever it looks like (vision.py).
 Checks judge behaviour only, never source text; every message says what was
-measured. Positions and speeds in messages are in the game's own pixels.
+measured. What an in-process game could fake is judged from outside it: the exit
+after QUIT as waitpid reports it, and the harness's heartbeat (runs.py). Positions and speeds in messages are in the game's own pixels.
 """
 
 from __future__ import annotations
@@ -25,12 +29,13 @@ import stat
 import time
 from typing import Any
 
+import numpy as np
 from agenteval_verifier import Verdict
 
-import numpy as np
-
+import autopilot
+import outside
 import vision
-from runs import Run, png, run_game
+from runs import Pilot, Run, png, run_game
 
 GAME_RUNS = "game runs"
 DRAWS = "draws frames"
@@ -40,15 +45,18 @@ PIPES = "pipes scroll left with a gap"
 CRASH = "crash ends the game"
 QUITS = "QUIT exits promptly"
 HARNESS = "harness untampered"
-ALL_CHECKS = [GAME_RUNS, DRAWS, FALLS, FLAPS, PIPES, CRASH, QUITS, HARNESS]
+PLAYS = "plays on through 5 pipes"
+ALL_CHECKS = [GAME_RUNS, DRAWS, FALLS, FLAPS, PIPES, CRASH, PLAYS, QUITS, HARNESS]
 
 K_SPACE, SC_SPACE = 32, 44
 K_A, SC_A = 97, 4
 QUIT_GRACE_MS = 1000.0
+QUIT_REAL_S = 3.0                                        # real seconds from QUIT to the process's exit
+AIMS = (0.5, 0.2, 0.8)                                   # the autopilot's tries: where in the gap to hold
 START_TAPS = (500.0, 750.0)
 FLAP_TAPS = [1000.0 + 400.0 * i for i in range(8)]      # 1.0 s ... 3.8 s
 PROBE_MS = 3000.0
-BUDGET_S = 105.0                                         # all scenarios together, real time
+BUDGET_S = 150.0                                         # all scenarios together, real time (task.toml: 180)
 MIN_LONG_FRAMES = 150
 
 
@@ -86,6 +94,7 @@ class Game:
         self.fall = vision.Fall([])
         self.flap = vision.Flap(FLAP_TAPS[0], None)
         self.tap_t = FLAP_TAPS[0]
+        self.plays: list[tuple[Run, autopilot.Attempt]] = []
 
     # -- running ------------------------------------------------------------
     def load(self) -> str | None:
@@ -106,10 +115,10 @@ class Game:
             os.close(fd)
         return None
 
-    def play(self, name: str, cfg: dict[str, Any], limit_s: float) -> Run:
+    def play(self, name: str, cfg: dict[str, Any], limit_s: float, pilot: Pilot | None = None) -> Run:
         left = BUDGET_S - (time.monotonic() - self.t0)
         assert self.source is not None
-        run = run_game(name, self.source, cfg, timeout=max(3.0, min(limit_s, left)))
+        run = run_game(name, self.source, cfg, timeout=max(3.0, min(limit_s, left)), pilot=pilot)
         self.runs[name] = run
         for t, w, h, rgb in run.shots:
             self.v.artifact(f"{name}-{t / 1000:.1f}s.png", png(w, h, rgb))
@@ -128,6 +137,25 @@ class Game:
             self.scale, self.h = f0.w / f0.aw, f0.ah
         self.analyse_pair()
         self.play("long", scenario(self.long_events(), 9000.0, [[500.0, 8000.0]], 50.0, [3000.0, 6000.0]), 35)
+        self.play_auto()
+
+    def play_auto(self) -> None:
+        """The autopilot's tries, until one keeps the bird alive or the game itself fails."""
+        fall, flap = self.runs.get("fall"), self.runs.get("flap")
+        if fall is None or flap is None or not self.reproducible():
+            return
+        look = autopilot.learn_bird(self.track, flap, fall, self.flap.rise, self.hover_period())
+        if look is None:
+            return
+        cfg = scenario(start_taps(), autopilot.END_MS, [[800.0, autopilot.END_MS + QUIT_GRACE_MS]], 12.0, [6000.0])
+        for i, aim in enumerate(AIMS, 1):
+            if i > 1 and BUDGET_S - (time.monotonic() - self.t0) < 30:
+                break  # no time left for another try: judged on those made
+            pilot = autopilot.Autopilot(look, aim)
+            run = self.play(f"auto{i}", cfg, 45, pilot)
+            self.plays.append((run, pilot.a))
+            if pilot.a.succeeded or self.run_problem(run):
+                break
 
     def long_events(self) -> list[list[Any]]:
         """SPACE at the rhythm that keeps this bird level (if it could be measured), plus noise."""
@@ -162,7 +190,7 @@ class Game:
         taps = [e["t"] for e in flap.injected if e["kind"] == "key_down" and e["due"] >= FLAP_TAPS[0]]
         times = sorted(flap.by_time())
         frame_ms = float(np.median(np.diff(times))) if len(times) > 2 else 1000 / 60
-        period = vision.hover_period(self.track, taps, frame_ms)
+        period = autopilot.hover_period(self.track, taps, frame_ms)
         return period if period is not None and 180.0 <= period <= 1000.0 else None
 
     def reproducible(self) -> bool:
@@ -183,7 +211,8 @@ class Game:
     # -- checks -------------------------------------------------------------
     def check_runs(self) -> None:
         problems, good = [], []
-        for name, r in self.runs.items():
+        scripted = {name: r for name, r in self.runs.items() if not name.startswith("auto")}
+        for name, r in scripted.items():
             why = self.run_problem(r)
             if why:
                 problems.append(f"{name}: {why}")
@@ -193,7 +222,7 @@ class Game:
         if long and not problems and len(long.frames) < MIN_LONG_FRAMES:
             problems.append(f"long: only {len(long.frames)} frames in 9 s of game time; "
                             f"at least {MIN_LONG_FRAMES} expected")
-        if not problems and len(self.runs) < 5:
+        if not problems and len(scripted) < 5:
             problems.append("not every scenario could be run")
         msg = ("ran every scenario to the window being closed, no exception: " + ", ".join(good)) if not problems \
             else "; ".join(problems)
@@ -410,38 +439,14 @@ class Game:
         return bool(later) and all(np.array_equal(vision.image(frames[t])[blob.ys, blob.xs], ref) for t in later)
 
     def check_quits(self) -> None:
-        answered, problems = [], []
-        for name, r in self.runs.items():
-            q = r.quit_at
-            end = r.end or {}
-            if q is None or r.tamper or r.stream_problem:
-                continue
-            reason = end.get("reason")
-            after = [f for f in r.frames if f.t > q]
-            if reason in ("exit", "returned", "exception") or (r.end is None and not r.timed_out):
-                answered.append(f"{name} {len(after)} frames / {secs(end.get('t', q) - q)} after QUIT")
-            elif reason == "deadline":
-                problems.append(f"{name}: still running {secs(QUIT_GRACE_MS)} of game time after QUIT "
-                                f"({len(after)} more frames)")
-            else:
-                problems.append(f"{name}: after QUIT the game {'hung' if reason == 'stall' else 'did not exit'}"
-                                f" ({end.get('detail') or reason or 'killed at the time limit'})")
-        ok = not problems and len(answered) >= 2
-        msg = ("the program exited when the window was closed: " + ", ".join(answered)) if ok else \
-            "; ".join(problems) or "not measured: no run lasted until the window was closed"
-        self.v.check(QUITS, ok, msg)
+        self.v.check(QUITS, *outside.judge_quits(self.runs, QUIT_GRACE_MS, QUIT_REAL_S))
+
+    def check_plays(self) -> None:
+        ok, msg = autopilot.judge_play(self.plays, self.run_problem)
+        self.v.check(PLAYS, ok, msg)
 
     def check_harness(self) -> None:
-        problems = []
-        for name, r in self.runs.items():
-            for what in r.tamper:
-                problems.append(f"{name}: {what}")
-            if r.stream_problem:
-                problems.append(f"{name}: {r.stream_problem}")
-            if not r.hello and not r.tamper:
-                problems.append(f"{name}: the harness never reported in")
-        self.v.check(HARNESS, not problems,
-                     "; ".join(problems) or f"hooks intact and every record authentic in {len(self.runs)} runs")
+        self.v.check(HARNESS, *outside.judge_harness(self.runs))
 
 
 def main() -> None:
@@ -456,7 +461,7 @@ def main() -> None:
             return
         if "fall" not in game.runs:
             game.check_runs()
-            for name in (DRAWS, FALLS, FLAPS, PIPES, CRASH, QUITS):
+            for name in (DRAWS, FALLS, FLAPS, PIPES, CRASH, PLAYS, QUITS):
                 v.check(name, False, "not measured: nothing was ever shown on screen")
             game.check_harness()
             return
@@ -466,6 +471,7 @@ def main() -> None:
         game.check_flaps()
         game.check_pipes()
         game.check_crash()
+        game.check_plays()
         game.check_quits()
         game.check_harness()
 

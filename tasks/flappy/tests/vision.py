@@ -340,26 +340,6 @@ def analyse_fall(track: PairTrack, run_a: Run) -> Fall:
     return fall
 
 
-def hover_period(track: PairTrack, taps: list[float], frame_ms: float) -> float | None:
-    """Twice the time from a press to the top of its arc, in ms: the rhythm that keeps the bird level.
-
-    The frame stamped with the press's time already shows its effect (the game
-    read the event after the clock ticked), so the arc starts one frame earlier.
-    """
-    periods = []
-    for t0, t1 in list(zip(taps, taps[1:]))[:3]:
-        # The pressed bird's top edge is exact whenever it is above the other bird, overlapping or not.
-        pts = [(s.t, float(s.b.top)) for s in track.splits if t0 + 30 < s.t < t1 and s.b is not None
-               and (s.a is None or s.b.top < s.a.top) and not track.world_changed(s)]
-        if len(pts) < 6:
-            continue
-        tau = np.array([(t - t0 + frame_ms) / 1000.0 for t, _ in pts])
-        c2, c1, _ = np.polyfit(tau, np.array([y for _, y in pts]), 2)
-        if c2 > 0 and c1 < 0:
-            periods.append(-1000.0 * c1 / c2)
-    return float(np.median(periods)) if periods else None
-
-
 # -- the flap -----------------------------------------------------------------
 @dataclass
 class Flap:
@@ -404,12 +384,12 @@ def _runs(col: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(idx[0::2].tolist(), idx[1::2].tolist()))
 
 
-def pipe_columns(m: np.ndarray) -> list[tuple[int, int]]:
+def pipe_gaps(m: np.ndarray) -> list[tuple[int, int, int]]:
     """Columns whose change runs from the top, stops for a gap, and resumes down to the lower part.
 
     A pipe pair moving sideways changes, at its edges, a run from the top of the
     screen to the gap and another from the gap downwards; nothing else in the game
-    (the bird, the ground, clouds) does that. Returns (x, gap in frame px).
+    (the bird, the ground, clouds) does that. Returns (x, gap top, gap bottom) in frame px.
     """
     h = m.shape[0]
     out = []
@@ -422,8 +402,13 @@ def pipe_columns(m: np.ndarray) -> list[tuple[int, int]]:
         gap = r2[0] - r1[1]
         if (r1[0] <= 0.12 * h and r2[1] >= 0.55 * h and gap >= 0.08 * h
                 and (r1[1] - r1[0]) + (r2[1] - r2[0]) >= 0.3 * h and col[r1[1]:r2[0]].mean() <= 0.5):
-            out.append((int(x), int(gap)))
+            out.append((int(x), int(r1[1]), int(r2[0])))
     return out
+
+
+def pipe_columns(m: np.ndarray) -> list[tuple[int, int]]:
+    """(x, gap height) of each pipe-like column of the change mask ``m`` (see pipe_gaps)."""
+    return [(x, bottom - top) for x, top, bottom in pipe_gaps(m)]
 
 
 @dataclass
