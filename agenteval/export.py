@@ -1,5 +1,6 @@
 """Export runs out of the store: Parquet for notebooks, JSON Lines for pipelines,
-JUnit XML so a CI system shows each trial as a test.
+JUnit XML so a CI system shows each trial as a test. ``read_jsonl`` reads JSON Lines
+back, checking each record's ``schema_version``.
 
 The store stays the source of truth; every format is derived from it and can be
 written again at any time.
@@ -17,8 +18,8 @@ from pathlib import Path
 from typing import IO, Callable, Iterator
 
 from agenteval.errors import BadInputError, ReportError
-from agenteval.records import FailureMode, TrialRecord
-from agenteval.store import VIEWS, Store, valid_text
+from agenteval.records import SCHEMA_VERSION, FailureMode, TrialRecord
+from agenteval.store import VIEWS, NewerSchemaError, Store, valid_text
 
 FORMATS = ("parquet", "jsonl", "junit")
 # The tables notebooks join, and the views that save them the joins.
@@ -122,6 +123,40 @@ def json_line(record: TrialRecord) -> str:
 
         text = json.dumps(pydantic_core.to_jsonable_python(record), ensure_ascii=False, separators=(",", ":"))
         return str(valid_text(text))
+
+
+def read_jsonl(source: Path | IO[str]) -> Iterator[TrialRecord]:
+    """Trial records back from ``agenteval export --format jsonl``, a line at a time.
+
+    Each line's ``schema_version`` is read before the record: one newer than this
+    agenteval's ``SCHEMA_VERSION`` is refused with one line (``NewerSchemaError``)
+    rather than read wrongly; older known versions are read as they are; a line
+    without one is not an agenteval trial record (``BadInputError``)."""
+    if isinstance(source, Path):
+        try:
+            with open(source, encoding="utf-8") as stream:
+                yield from read_jsonl(stream)
+        except OSError as e:
+            raise BadInputError(f"{source}: cannot read ({e.strerror or e})") from e
+        return
+    name = getattr(source, "name", "<jsonl>")
+    for n, line in enumerate(source, 1):
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+        except ValueError as e:
+            raise BadInputError(f"{name}:{n}: not JSON ({e})") from None
+        version = data.get("schema_version") if isinstance(data, dict) else None
+        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+            raise BadInputError(f"{name}:{n}: not an agenteval trial record (no schema_version)")
+        if version > SCHEMA_VERSION:
+            raise NewerSchemaError(f"{name}:{n}: trial record of schema_version {version}, written by a newer "
+                                   f"agenteval (this one reads up to {SCHEMA_VERSION}): upgrade agenteval to read it")
+        try:
+            yield TrialRecord.model_validate(data)
+        except ValueError as e:  # pydantic.ValidationError
+            raise BadInputError(f"{name}:{n}: not a valid trial record ({str(e).splitlines()[0]})") from None
 
 
 # -- junit ---------------------------------------------------------------------

@@ -1,6 +1,7 @@
-"""DuckDB as the source of truth. Tables derive from the record models;
-migrations are numbered functions recorded in ``schema_migrations``; each
-trial is committed in one transaction. Only the runner's process writes.
+"""DuckDB as the source of truth. Column names and types derive from the record
+models; the tables themselves come from the numbered, frozen migrations in
+``agenteval.migrations``, recorded in ``schema_migrations``. Each trial is committed
+in one transaction. Only the runner's process writes; a read-only open never does.
 """
 
 from __future__ import annotations
@@ -13,14 +14,31 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Sequence, TypeAlias, TypeVar, overload
 
 from pydantic import BaseModel
 
 from agenteval.errors import StoreError, UnknownRecordError
+from agenteval.migrations import (
+    MIGRATIONS, VIEWS, NewerSchemaError, OutdatedSchemaError, applied, migrate, read_through, refuse_newer,
+)
 from agenteval.records import Check, ExecRecord, ModelCall, RunRecord, TrialRecord, utcnow
 
+if TYPE_CHECKING:
+    import duckdb
+    import pyarrow
+
+__all__ = ["DEFAULT_DB", "MIGRATIONS", "VIEWS", "NewerSchemaError", "OutdatedSchemaError", "RunSummary", "Store",
+           "StoredRow", "sql_type", "valid_text"]
+
 DEFAULT_DB = Path("reports") / "agenteval.duckdb"
+
+# What a column holds once read back: scalars, and JSON columns parsed into lists and dicts.
+Scalar: TypeAlias = "str | int | float | bool | datetime | None"
+StoredValue: TypeAlias = "Scalar | list[StoredValue] | dict[str, StoredValue]"
+StoredRow: TypeAlias = "dict[str, StoredValue]"
+Column: TypeAlias = "list[Scalar]"  # one column's values, on their way into DuckDB
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -57,7 +75,7 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 _ARROW_TYPES = {"BOOLEAN": "bool_", "BIGINT": "int64", "INTEGER": "int32", "DOUBLE": "float64"}
 
 
-def sql_type(annotation: Any) -> str:
+def sql_type(annotation: object) -> str:
     """DuckDB type of a field annotation; anything nested is JSON."""
     origin = typing.get_origin(annotation)
     if origin in (typing.Union, types.UnionType):
@@ -84,52 +102,6 @@ def _child_columns(child: Child) -> dict[str, str]:
     return {"trial_id": "VARCHAR", "idx": "INTEGER", **columns(child.model, list(child.model.model_fields))}
 
 
-def _create_tables(con: Any) -> None:
-    for table in TABLES:
-        cols = columns(table.model, table.own_fields())
-        ddl = ", ".join(f'"{c}" {t}' for c, t in cols.items())
-        con.execute(f'CREATE TABLE IF NOT EXISTS {table.name} ({ddl}, PRIMARY KEY ({", ".join(table.key)}))')
-        for child in table.children:
-            ddl = ", ".join(f'"{c}" {t}' for c, t in _child_columns(child).items())
-            con.execute(f"CREATE TABLE IF NOT EXISTS {child.table} ({ddl}, PRIMARY KEY (trial_id, idx))")
-    con.execute("CREATE UNIQUE INDEX IF NOT EXISTS trials_run_key ON trials (run_id, key)")
-
-
-# What the report and notebooks ask most: one row per trial with its model-call totals,
-# and every call with the trial's run, model and task beside it.
-VIEWS = {
-    "trial_totals": """
-        SELECT t.trial_id, t.run_id, t.key, t.model, t.task, t.variant, t.sample, t.passed, t.score,
-               t.failure_mode, t.error, t.duration_s, t.agent_s, t.started_at,
-               count(c.idx) AS calls,
-               sum(c.prompt_tokens) AS prompt_tokens,
-               sum(c.completion_tokens) AS completion_tokens,
-               sum(c.reasoning_tokens) AS reasoning_tokens,
-               CASE WHEN count(c.idx) = 0 THEN NULL
-                    ELSE coalesce(sum(c.prompt_tokens), 0) + coalesce(sum(c.completion_tokens), 0) END AS total_tokens,
-               coalesce(bool_or(c.tokens_estimated), false) AS tokens_estimated,
-               sum(c.e2e_s) AS model_time_s
-        FROM trials t LEFT JOIN trial_model_calls c USING (trial_id)
-        GROUP BY ALL""",
-    "call_telemetry": """
-        SELECT t.run_id, t.model, t.task, t.variant, t.passed AS trial_passed, c.model AS call_model,
-               c.* EXCLUDE (model)
-        FROM trial_model_calls c JOIN trials t USING (trial_id)""",
-}
-
-
-def _create_views(con: Any) -> None:
-    con.execute("CREATE INDEX IF NOT EXISTS trials_run ON trials (run_id)")
-    for name, sql in VIEWS.items():
-        con.execute(f"CREATE OR REPLACE VIEW {name} AS {sql}")
-
-
-MIGRATIONS: list[tuple[int, str, Callable[[Any], None]]] = [
-    (1, "tables derived from the record models", _create_tables),
-    (2, "views trial_totals and call_telemetry, index on trials.run_id", _create_views),
-]
-
-
 @dataclass(frozen=True)
 class RunSummary:
     """One line of `agenteval runs`."""
@@ -148,26 +120,33 @@ class RunSummary:
 
 
 class Store:
-    """One DuckDB file. Open it with a ``with`` block; the runner holds it for a run."""
+    """One DuckDB file. Open it with a ``with`` block; the runner holds it for a run.
+
+    Read-write opens apply the pending migrations. Read-only opens never write: a file
+    an older agenteval wrote is shown as the current schema through temporary, in-memory
+    tables and views (``migrations.read_through``). A newer agenteval's file is refused."""
 
     def __init__(self, path: str | Path = DEFAULT_DB, read_only: bool = False) -> None:
         self.path = Path(path)
         self.read_only = read_only
         if read_only and not self.path.exists():
             raise StoreError(f"{self.path}: no such database (run `agenteval run` first, or pass --db)")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not read_only:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
         self.con = self._connect(read_only)
-        if read_only and self._pending_migrations():
-            # a file written by an older agenteval: bring it up to date once, then read
+        try:
+            done = applied(self.con)
+            refuse_newer(self.con, self.path, done)
+            pending = [m for m in MIGRATIONS if m.version not in done]
+            if not read_only:
+                self.migrate()
+            elif pending:
+                read_through(self.con, self.path, pending, _COLUMNS, _default_sql)
+        except BaseException:
             self.con.close()
-            self.con = self._connect(False)
-            self.migrate()
-            self.con.close()
-            self.con = self._connect(True)
-        elif not read_only:
-            self.migrate()
+            raise
 
-    def _connect(self, read_only: bool) -> Any:
+    def _connect(self, read_only: bool) -> "duckdb.DuckDBPyConnection":
         import duckdb
 
         try:
@@ -175,13 +154,8 @@ class Store:
         except duckdb.IOException as e:
             raise StoreError(f"{self.path}: cannot open ({str(e).splitlines()[0]}); "
                              "is another agenteval run writing it?") from None
-
-    def _pending_migrations(self) -> bool:
-        try:
-            done = {r[0] for r in self.con.execute("SELECT version FROM schema_migrations").fetchall()}
-        except Exception:  # noqa: BLE001 - no table yet: everything is pending
-            return True
-        return any(version not in done for version, _, _ in MIGRATIONS)
+        except duckdb.Error as e:  # not a DuckDB file, or one of a newer storage format
+            raise StoreError(f"{self.path}: cannot open ({str(e).splitlines()[0]})") from None
 
     def __enter__(self) -> "Store":
         return self
@@ -194,26 +168,8 @@ class Store:
 
     # -- schema ------------------------------------------------------------
     def migrate(self) -> None:
-        self.con.execute("CREATE TABLE IF NOT EXISTS schema_migrations "
-                         "(version INTEGER PRIMARY KEY, name VARCHAR, applied_at TIMESTAMPTZ)")
-        done = {r[0] for r in self.con.execute("SELECT version FROM schema_migrations").fetchall()}
-        for version, name, fn in MIGRATIONS:
-            if version in done:
-                continue
-            self.con.begin()
-            fn(self.con)
-            self.con.execute("INSERT INTO schema_migrations VALUES (?, ?, ?)", [version, name, utcnow()])
-            self.con.commit()
-        self._add_new_columns()
-
-    def _add_new_columns(self) -> None:
-        """Fields added to a record later become nullable columns, with no migration to write."""
-        for name, cols in _COLUMNS.items():
-            have = {r[0] for r in self.con.execute(
-                "SELECT column_name FROM information_schema.columns WHERE table_name = ?", [name]).fetchall()}
-            for col, typ in cols.items():
-                if col not in have:
-                    self.con.execute(f'ALTER TABLE {name} ADD COLUMN "{col}" {typ}')
+        """Apply the pending migrations in order, each in one transaction with its ledger row."""
+        migrate(self.con, self.path)
 
     # -- writes ------------------------------------------------------------
     def save_run(self, run: RunRecord) -> None:
@@ -241,8 +197,8 @@ class Store:
             self.con.begin()
             self._append(_TRIALS.name, _values(records, _COLUMNS[_TRIALS.name], _NESTED_CHILDREN))
             for child in _TRIALS.children:
-                owners: list[str] = []
-                index: list[int] = []
+                owners: Column = []
+                index: Column = []
                 items: list[BaseModel] = []
                 for record in records:
                     for i, item in enumerate(_children(record, child.path)):
@@ -258,7 +214,7 @@ class Store:
             what = f"trial {records[0].key}" if len(records) == 1 else f"{len(records)} trials"
             raise StoreError(f"could not record {what}: {str(e).splitlines()[0]}") from e
 
-    def _append(self, name: str, values: dict[str, list[Any]]) -> None:
+    def _append(self, name: str, values: dict[str, Column]) -> None:
         if not next(iter(values.values())):
             return
         table = _arrow_table(_COLUMNS[name], values)
@@ -324,36 +280,39 @@ class Store:
         return [r[0] for r in self.con.execute(
             "SELECT trial_id FROM trials WHERE run_id = ? ORDER BY task, variant, model, sample", [run_id]).fetchall()]
 
-    def trial_rows(self, trial_ids: Sequence[str]) -> list[dict[str, Any]]:
+    def trial_rows(self, trial_ids: Sequence[str]) -> list[StoredRow]:
         """Whole trials as plain dicts shaped like ``TrialRecord`` dumps, in the order given."""
         trials = self._select(_TRIALS, "WHERE trial_id IN (SELECT unnest(?))", [list(trial_ids)])
-        by_id = {t["trial_id"]: t for t in trials}
+        by_id = {str(t["trial_id"]): t for t in trials}
         for child in _TRIALS.children:
             sql = f"SELECT * FROM {child.table} WHERE trial_id IN (SELECT unnest(?)) ORDER BY trial_id, idx"
             for row in self._rows(sql, [list(trial_ids)], _COLUMNS[child.table]):
-                holder: Any = by_id[row.pop("trial_id")]
+                holder: StoredValue = by_id[str(row.pop("trial_id"))]
                 row.pop("idx")
                 for part in child.path[:-1]:
                     holder = holder.get(part) if isinstance(holder, dict) else None
                 if isinstance(holder, dict):
-                    holder.setdefault(child.path[-1], []).append(row)
+                    items = holder.setdefault(child.path[-1], [])
+                    if isinstance(items, list):
+                        items.append(row)
         return [by_id[i] for i in trial_ids if i in by_id]
 
-    def _select(self, table: Table, where: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
+    def _select(self, table: Table, where: str, params: list[object] | None = None) -> list[StoredRow]:
         cols = _COLUMNS[table.name]
         names = ", ".join(f'"{c}"' for c in cols)
         return self._rows(f"SELECT {names} FROM {table.name} {where}", params or [], cols)
 
-    def _rows(self, sql: str, params: list[Any], cols: dict[str, str]) -> list[dict[str, Any]]:
+    def _rows(self, sql: str, params: list[object], cols: dict[str, str]) -> list[StoredRow]:
         cur = self.con.execute(sql, params)
         names = [d[0] for d in cur.description]
         nested = [c for c in names if cols.get(c) == "JSON"]
-        out = []
+        out: list[StoredRow] = []
         for row in cur.fetchall():
-            d = dict(zip(names, row))
+            d: StoredRow = dict(zip(names, row))
             for c in nested:
-                if isinstance(d[c], str):
-                    d[c] = json.loads(d[c])
+                text = d[c]
+                if isinstance(text, str):
+                    d[c] = json.loads(text)
             out.append(d)
         return out
 
@@ -375,21 +334,21 @@ _NESTED_CHILDREN = {c.path[0]: {c.path[1]} for c in _TRIALS.children if len(c.pa
 
 
 def _children(record: BaseModel, path: tuple[str, ...]) -> list[BaseModel]:
-    holder: Any = record
+    holder: object = record
     for part in path:
         holder = getattr(holder, part, None)
         if holder is None:
             return []
-    return list(holder)
+    return list(typing.cast("list[BaseModel]", holder))
 
 
 def _values(objs: Sequence[BaseModel], cols: dict[str, str],
-            exclude: dict[str, set[str]] | None = None) -> dict[str, list[Any]]:
+            exclude: dict[str, set[str]] | None = None) -> dict[str, Column]:
     """Column name -> the values of that field across ``objs``, nested ones as JSON text."""
-    out: dict[str, list[Any]] = {}
+    out: dict[str, Column] = {}
     fields = [o.__dict__ for o in objs]  # pydantic keeps field values here; getattr is slower
     for col, typ in cols.items():
-        values = [f[col] for f in fields]
+        values: Column = [f[col] for f in fields]
         if typ == "JSON":
             skip = (exclude or {}).get(col)
             values = [None if v is None else _json_text(v, skip) for v in values]
@@ -399,7 +358,7 @@ def _values(objs: Sequence[BaseModel], cols: dict[str, str],
     return out
 
 
-def _json_text(value: Any, exclude: set[str] | None = None) -> str:
+def _json_text(value: object, exclude: set[str] | None = None) -> str:
     import pydantic_core
 
     try:
@@ -413,7 +372,7 @@ def _json_text(value: Any, exclude: set[str] | None = None) -> str:
         return json.dumps(_valid_nested(pydantic_core.to_jsonable_python(value, fallback=repr)))
 
 
-def _arrow_table(types: dict[str, str], values: dict[str, list[Any]]) -> Any:
+def _arrow_table(types: dict[str, str], values: dict[str, Column]) -> "pyarrow.Table":
     import pyarrow as pa
 
     arrays = []
@@ -428,7 +387,7 @@ def _arrow_table(types: dict[str, str], values: dict[str, list[Any]]) -> Any:
     return pa.table(arrays, names=list(values))
 
 
-def _valid_nested(value: Any) -> Any:
+def _valid_nested(value: object) -> object:
     if isinstance(value, dict):
         return {valid_text(k): _valid_nested(v) for k, v in value.items()}
     if isinstance(value, list):
@@ -436,8 +395,32 @@ def _valid_nested(value: Any) -> Any:
     return valid_text(value)
 
 
-def valid_text(value: Any) -> Any:
+@overload
+def valid_text(value: str) -> str: ...
+@overload
+def valid_text(value: _T) -> _T: ...
+def valid_text(value: object) -> object:
     """Text that UTF-8 can hold: lone surrogates become U+FFFD."""
     if isinstance(value, str):
         return _SURROGATE.sub("\ufffd", value)
     return value
+
+
+_MODELS: dict[str, type[BaseModel]] = {t.name: t.model for t in TABLES} | \
+    {c.table: c.model for t in TABLES for c in t.children}
+
+
+def _default_sql(table: str, column: str, typ: str) -> str | None:
+    """What a column holds where a row has no value, as SQL: its field's default, for a field
+    that cannot be None (rows written before the column existed; migrations fill the same)."""
+    field = _MODELS[table].model_fields.get(column)
+    if field is None or field.is_required() or _nullable(field.annotation) or typ == "TIMESTAMPTZ":
+        return None  # a "now" default would invent a time
+    value = field.get_default(call_default_factory=True)
+    text = _json_text(value) if typ == "JSON" else str(value.value if isinstance(value, Enum) else value)
+    return f"CAST('{text.replace(chr(39), chr(39) * 2)}' AS {typ})"
+
+
+def _nullable(annotation: object) -> bool:
+    return typing.get_origin(annotation) in (typing.Union, types.UnionType) and \
+        type(None) in typing.get_args(annotation)

@@ -10,7 +10,7 @@ import duckdb
 import pytest
 
 from agenteval.errors import BadInputError, StoreError
-from agenteval.export import PARQUET_TABLES, export_runs, json_line, xml_text
+from agenteval.export import PARQUET_TABLES, export_runs, json_line, read_jsonl, xml_text
 from agenteval.records import (
     Check, ExecRecord, FailureMode, Fingerprint, ModelCall, RunRecord, TrialRecord, Verdict, utcnow,
 )
@@ -107,8 +107,7 @@ def test_parquet_needs_a_folder(store: Store) -> None:
 def test_jsonl_round_trips_every_trial_in_order(store: Store, tmp_path: Path) -> None:
     out = export_runs(store, ["r2", "r1"], "jsonl", tmp_path / "sub" / "trials.jsonl")
     assert out == tmp_path / "sub" / "trials.jsonl"
-    lines = out.read_text(encoding="utf-8").splitlines()
-    got = [TrialRecord.model_validate_json(line) for line in lines]
+    got = list(read_jsonl(out))  # the reader checks each line's schema_version
     assert got == store.trials("r2") + store.trials("r1")
     assert len(got) == 8 and got[0].schema_version == 1
     assert [(t.run_id, t.task, t.sample) for t in got[:4]] == [("r2", "a", 0), ("r2", "a", 1),
@@ -126,6 +125,19 @@ def test_jsonl_line_stays_parseable_with_a_lone_surrogate() -> None:
     back = TrialRecord.model_validate_json(json_line(rec))
     assert back.transcript == [{"role": "assistant", "content": "x\ufffdy"}]
     assert back.model_copy(update={"transcript": rec.transcript}) == rec
+
+
+def test_jsonl_reader_takes_a_stream_and_refuses_a_newer_record() -> None:
+    import io
+
+    from agenteval.records import SCHEMA_VERSION
+    from agenteval.store import NewerSchemaError
+
+    rec = trial("r1", "a")
+    assert list(read_jsonl(io.StringIO(json_line(rec) + "\n"))) == [rec]
+    newer = json_line(rec.model_copy(update={"schema_version": SCHEMA_VERSION + 1}))
+    with pytest.raises(NewerSchemaError, match="<jsonl>:2: .*schema_version 2"):
+        list(read_jsonl(io.StringIO(json_line(rec) + "\n" + newer + "\n")))
 
 
 # -- junit --------------------------------------------------------------------
