@@ -21,6 +21,10 @@ relative to the file.
     name = "deepseek-r1"
     base_url = "http://127.0.0.1:8080/v1"
 
+    [models.qwq]
+    provider = "ollama"              # any registered provider, a plugin's too; with any engine
+    name = "qwq:32b"
+
     [models.mine]
     engine = "command"               # any server: {port}, {model}, {context} are filled in
     command = "llama-server -m {model} --port {port} -c {context}"
@@ -32,11 +36,14 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, model_validator
 
 from agenteval.errors import BadInputError
+
+EngineName = Literal["transformers", "llamacpp", "command"]  # one module each in agenteval.models.engines
+DEFAULT_SAMPLING: dict[str, JsonValue] = {"temperature": 0.0, "seed": 0}
 
 
 class _Strict(BaseModel):
@@ -46,16 +53,17 @@ class _Strict(BaseModel):
 class ModelConfig(_Strict):
     """One [models.ALIAS] table."""
 
-    provider: Literal["openai", "ollama"] = Field(default="openai", description="Client protocol.")
+    provider: str = Field(default="openai", description="A model provider registered under the agenteval.models "
+                          "entry point group: openai, ollama, or a plugin's.")
     name: str | None = Field(default=None, description="Model name sent to the server (default: the alias, or the path).")
     base_url: str | None = Field(default=None, description="Server URL when agenteval does not start it.")
-    engine: Literal["transformers", "llamacpp", "command"] | None = Field(
+    engine: EngineName | None = Field(
         default=None, description="Start a server: transformers serve, llama-cpp-python, or a command line.")
     path: str | None = Field(default=None, description="Model directory (transformers) or GGUF file (llamacpp).")
     command: str | None = Field(default=None, description="engine='command': argv template with {port}, {model}, {context}.")
     args: list[str] = Field(default_factory=list, description="Extra arguments for the engine's server.")
     context: int = Field(default=4096, ge=256, description="Context size to apply (n_ctx / num_ctx).")
-    sampling: dict[str, Any] = Field(default_factory=lambda: {"temperature": 0.0, "seed": 0},
+    sampling: dict[str, JsonValue] = Field(default_factory=lambda: dict(DEFAULT_SAMPLING),
                                      description="Sampling parameters sent with every request.")
     tools: Literal["auto", "native", "text"] = Field(default="auto", description="Tool-calling protocol.")
     max_in_flight: int = Field(default=1, ge=1, description="Requests in flight to this model at once "
@@ -74,8 +82,6 @@ class ModelConfig(_Strict):
             raise ValueError(f"engine {self.engine!r} needs 'path'")
         if self.engine == "command" and not self.command:
             raise ValueError("engine 'command' needs 'command'")
-        if self.engine is None and self.provider == "openai" and not self.base_url:
-            raise ValueError("give 'base_url' (a server you run) or 'engine' (a server agenteval starts)")
         return self
 
 

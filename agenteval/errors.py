@@ -67,3 +67,7 @@ class ReportError(AgentEvalError):
 
 class UnknownRecordError(StoreError, BadInputError):
     """A run id or model named on the command line is not in the store. Exit code 2."""
+
+
+class ServerStartError(AgentEvalError):
+    """A model server agenteval started died or never answered; the message carries its log's last lines."""

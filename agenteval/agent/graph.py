@@ -6,11 +6,14 @@
 models without reliable tool calling); ``tools`` runs what it asked for in the
 sandbox. The loop ends when the model calls ``done`` (or answers without
 acting), or a budget runs out (steps, total tokens, wall time), which is the
-``agent_limit`` outcome; the verifier runs on what exists either way.
+``agent_limit`` outcome; the verifier runs on what exists either way. A model
+whose ``tool_protocol`` is ``auto`` starts with native tool calls and switches
+to the text protocol, in the same step, when its server refuses tools.
 
 A task may ship ``graph.py`` defining ``build_graph(model, ctx, runtime)`` with
 the same signature as ``build_graph`` here; it must return a compiled graph
-over ``AgentState`` and record what it does through ``runtime``.
+over ``AgentState``, end by setting ``stop`` to a ``Stop``, and record what it
+does through ``runtime``.
 """
 
 from __future__ import annotations
@@ -18,67 +21,71 @@ from __future__ import annotations
 import importlib.util
 import re
 import time
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Callable, Literal, cast
 
 from agenteval.agent.prompts import NATIVE_SYSTEM, TEXT_SYSTEM
-from agenteval.agent.state import AgentRuntime, AgentState
 from agenteval.agent.single_shot import extract_files
+from agenteval.agent.state import AgentRuntime, AgentState, AgentUpdate, PendingCall, Stop, StopReason
 from agenteval.agent.tools import TOOLS, run_tool
 from agenteval.errors import TaskError
-from agenteval.models.base import AgentContext, AgentOutcome
-from agenteval.models.chat import ChatResponse, ModelCallError
+from agenteval.models.base import AgentContext, AgentOutcome, ChatModel, ToolProtocol
+from agenteval.models.chat import ChatResponse, ErrorKind, Failure, Message, ModelCallError
+
+if TYPE_CHECKING:
+    from langgraph.graph.state import CompiledStateGraph
+
+    AgentGraph = CompiledStateGraph[AgentState, None, AgentState, AgentState]
+    GraphFactory = Callable[[ChatModel, AgentContext, AgentRuntime], AgentGraph]
 
 MAX_TOKENS_PER_CALL = 8192
 _BASH_BLOCK = re.compile(r"^```(?:bash|sh|shell)[ \t]*\n(?P<body>.*?)\n```[ \t]*$", re.MULTILINE | re.DOTALL)
 _DONE = re.compile(r"^\s*DONE\s*$", re.MULTILINE)
 
 
-def parse_text_actions(answer: str) -> list[dict[str, Any]]:
+def parse_text_actions(answer: str) -> list[PendingCall]:
     """Tool calls from the text protocol: bash blocks, file blocks, a DONE line; in order of kind."""
-    actions: list[dict[str, Any]] = []
+    actions: list[tuple[str, dict[str, object]]] = []
     files, refused = extract_files(answer)
     for path, entry in files.items():
-        actions.append({"name": "write_file",
-                        "arguments": {"path": path, "content": entry.content.decode("utf-8")}})
+        actions.append(("write_file", {"path": path, "content": entry.content.decode("utf-8")}))
     for path in refused:
-        actions.append({"name": "write_file", "arguments": {"path": path, "content": ""}})
+        actions.append(("write_file", {"path": path, "content": ""}))
     for m in _BASH_BLOCK.finditer(answer):
-        actions.append({"name": "bash", "arguments": {"command": m["body"]}})
+        actions.append(("bash", {"command": m["body"]}))
     if _DONE.search(answer):
-        actions.append({"name": "done", "arguments": {}})
-    for i, a in enumerate(actions):
-        a["id"] = f"text_{i}"
-    return actions
+        actions.append(("done", {}))
+    return [PendingCall(id=f"text_{i}", name=name, arguments=args) for i, (name, args) in enumerate(actions)]
 
 
-def build_graph(model: Any, ctx: AgentContext, runtime: AgentRuntime) -> Any:
+def build_graph(model: ChatModel, ctx: AgentContext, runtime: AgentRuntime) -> "AgentGraph":
     from langgraph.graph import END, START, StateGraph
 
     budget = ctx.budget
-    auto_protocol = getattr(getattr(model, "cfg", None), "tools", "auto") == "auto"
+    may_fall_back = model.tool_protocol is ToolProtocol.auto
 
-    def call_model(state: AgentState) -> dict[str, Any]:
+    def call_model(state: AgentState) -> AgentUpdate:
         if ctx.cancel.is_set():
-            return {"stop": "infra_error: run interrupted"}
+            return {"stop": Stop(StopReason.interrupted, "infra_error: run interrupted")}
         if state["steps"] >= budget.max_steps:
-            return {"stop": f"limit: {budget.max_steps} steps"}
+            return {"stop": Stop(StopReason.step_limit, f"limit: {budget.max_steps} steps")}
         if state["tokens"] >= budget.max_total_tokens:
-            return {"stop": f"limit: {budget.max_total_tokens} tokens"}
+            return {"stop": Stop(StopReason.token_limit, f"limit: {budget.max_total_tokens} tokens")}
         if runtime.remaining() <= 0:
-            return {"stop": f"limit: {budget.timeout_sec:g} s"}
+            return {"stop": Stop(StopReason.time_limit, f"limit: {budget.timeout_sec:g} s")}
         try:
             resp = _chat(model, state["messages"], runtime, budget.max_total_tokens - state["tokens"])
         except ModelCallError as e:
             runtime.calls.append(e.call)
-            if runtime.protocol == "native" and auto_protocol and _rejects_tools(e):
+            if runtime.protocol == "native" and may_fall_back and e.failure is Failure.tools_rejected:
                 runtime.protocol = "text"  # the server refuses tools: fall back, same step
                 return {"messages": [{"role": "system", "content": TEXT_SYSTEM}], "pending": []}
-            return {"stop": f"{'infra' if e.kind == 'infra' else 'model'}_error: {e}"}
+            reason = StopReason.infra_error if e.kind is ErrorKind.infra else StopReason.model_error
+            return {"stop": Stop(reason, f"{reason.value}: {e}")}
         runtime.calls.append(resp.call)
         used = (resp.call.prompt_tokens or 0) + (resp.call.completion_tokens or 0)
-        message: dict[str, Any] = {"role": "assistant", "content": resp.content}  # reasoning never goes back
+        message: Message = {"role": "assistant", "content": resp.content}  # reasoning never goes back
         if runtime.protocol == "native":
-            pending = [{"id": t.id, "name": t.name, "arguments": t.arguments} for t in resp.tool_calls]
+            pending = [PendingCall(id=t.id, name=t.name, arguments=t.arguments) for t in resp.tool_calls]
             if pending:
                 message["tool_calls"] = [{"id": t.id, "type": "function",
                                           "function": {"name": t.name, "arguments": t.arguments}}
@@ -88,15 +95,16 @@ def build_graph(model: Any, ctx: AgentContext, runtime: AgentRuntime) -> Any:
         # what the answer made happen, for either protocol (the report lists files written from it)
         runtime.transcript.append({"role": "assistant", "content": resp.content, "reasoning": resp.reasoning,
                                    "tool_calls": [dict(p) for p in pending]})
-        update: dict[str, Any] = {"messages": [message], "pending": pending, "steps": state["steps"] + 1,
-                                  "tokens": state["tokens"] + used}
+        update: AgentUpdate = {"messages": [message], "pending": pending, "steps": state["steps"] + 1,
+                               "tokens": state["tokens"] + used}
         if not pending:
-            update["stop"] = "length: answer cut at the token cap" if resp.finish_reason == "length" else "done"
+            update["stop"] = (Stop(StopReason.answer_cut, "length: answer cut at the token cap")
+                              if resp.finish_reason == "length" else Stop(StopReason.done))
         return update
 
-    def run_tools(state: AgentState) -> dict[str, Any]:
+    def run_tools(state: AgentState) -> AgentUpdate:
         results: list[str] = []
-        messages: list[dict[str, Any]] = []
+        messages: list[Message] = []
         stop = None
         for call in state["pending"]:
             timeout = min(ctx.task.spec.sandbox.exec_timeout_sec, max(1.0, runtime.remaining()))
@@ -107,16 +115,20 @@ def build_graph(model: Any, ctx: AgentContext, runtime: AgentRuntime) -> Any:
             else:
                 results.append(f"[{call['name']}] {result.content}")
             if result.done:
-                stop = "done"
+                stop = Stop(StopReason.done)
                 break
         if results:
             messages.append({"role": "user", "content": "Results:\n" + "\n\n".join(results)})
         return {"messages": messages, "pending": [], "stop": stop}
 
-    def after_model(state: AgentState) -> Literal["tools", "end"]:
+    def after_model(state: AgentState) -> Literal["tools", "model", "end"]:
         if state["stop"]:
             return "end"
-        return "tools" if state["pending"] else "model_again"  # type: ignore[return-value]
+        if state["pending"]:
+            return "tools"
+        if runtime.protocol == "text":
+            return "model"  # fell back to the text protocol: the same step again
+        raise RuntimeError("the model node left no stop, no tool calls and no protocol change")
 
     def after_tools(state: AgentState) -> Literal["model", "end"]:
         return "end" if state["stop"] else "model"
@@ -125,24 +137,18 @@ def build_graph(model: Any, ctx: AgentContext, runtime: AgentRuntime) -> Any:
     graph.add_node("model", call_model)
     graph.add_node("tools", run_tools)
     graph.add_edge(START, "model")
-    graph.add_conditional_edges("model", after_model, {"tools": "tools", "end": END, "model_again": "model"})
+    graph.add_conditional_edges("model", after_model, {"tools": "tools", "model": "model", "end": END})
     graph.add_conditional_edges("tools", after_tools, {"model": "model", "end": END})
     return graph.compile()
 
 
-def _chat(model: Any, messages: list[dict[str, Any]], runtime: AgentRuntime, tokens_left: int) -> ChatResponse:
+def _chat(model: ChatModel, messages: list[Message], runtime: AgentRuntime, tokens_left: int) -> ChatResponse:
     tools = TOOLS if runtime.protocol == "native" else None
-    resp: ChatResponse = model.chat(messages, tools=tools, max_tokens=max(16, min(MAX_TOKENS_PER_CALL, tokens_left)),
-                                    timeout_s=max(1.0, runtime.remaining()))
-    return resp
+    return model.chat(messages, tools=tools, max_tokens=max(16, min(MAX_TOKENS_PER_CALL, tokens_left)),
+                      timeout_s=max(1.0, runtime.remaining()))
 
 
-def _rejects_tools(e: ModelCallError) -> bool:
-    text = str(e).lower()
-    return e.kind == "infra" and "tool" in text and any(code in text for code in ("400", "422", "501"))
-
-
-def load_task_graph(ctx: AgentContext) -> Any | None:
+def load_task_graph(ctx: AgentContext) -> "GraphFactory | None":
     """A task's own ``graph.py`` factory, if it ships one."""
     path = ctx.task.path / "graph.py"
     if not path.is_file():
@@ -152,27 +158,23 @@ def load_task_graph(ctx: AgentContext) -> Any | None:
         raise TaskError(f"{path}: cannot be imported")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    factory = getattr(module, "build_graph", None)
+    factory: object = getattr(module, "build_graph", None)
     if not callable(factory):
         raise TaskError(f"{path}: defines no build_graph(model, ctx, runtime)")
-    return factory
+    return cast("GraphFactory", factory)
 
 
-def run_graph(model: Any, ctx: AgentContext) -> AgentOutcome:
-    cfg_tools = getattr(getattr(model, "cfg", None), "tools", "auto")
-    runtime = AgentRuntime(protocol="text" if cfg_tools == "text" else "native",
+def run_graph(model: ChatModel, ctx: AgentContext) -> AgentOutcome:
+    runtime = AgentRuntime(protocol="text" if model.tool_protocol is ToolProtocol.text else "native",
                            deadline=time.monotonic() + ctx.budget.timeout_sec)
     system = TEXT_SYSTEM if runtime.protocol == "text" else NATIVE_SYSTEM
-    first = [{"role": "system", "content": system}, {"role": "user", "content": ctx.instruction}]
+    first: list[Message] = [{"role": "system", "content": system}, {"role": "user", "content": ctx.instruction}]
     runtime.transcript.extend(first)
     factory = load_task_graph(ctx) or build_graph
     graph = factory(model, ctx, runtime)
-    state = graph.invoke({"messages": first, "pending": [], "steps": 0, "tokens": 0, "stop": None},
+    state = graph.invoke(AgentState(messages=first, pending=[], steps=0, tokens=0, stop=None),
                          {"recursion_limit": 2 * ctx.budget.max_steps + 10})
-    stop = state.get("stop") or "done"
-    status = ("limit" if stop.startswith(("limit", "length")) else
-              "model_error" if stop.startswith("model_error") else
-              "infra_error" if stop.startswith("infra_error") else "done")
-    return AgentOutcome(status, stop, model_calls=runtime.calls, transcript=runtime.transcript,
-                        details={"steps": state.get("steps", 0), "tokens": state.get("tokens", 0),
-                                 "protocol": runtime.protocol})
+    stop = state.get("stop") or Stop(StopReason.done)
+    if not isinstance(stop, Stop):
+        raise TaskError(f"{ctx.task.path / 'graph.py'}: the graph's stop is {stop!r}, not an agenteval.agent.state.Stop")
+    return AgentOutcome(stop.status, stop.message, model_calls=runtime.calls, transcript=runtime.transcript)

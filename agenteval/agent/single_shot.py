@@ -5,10 +5,9 @@ judges it."""
 from __future__ import annotations
 
 import re
-from typing import Any
 
-from agenteval.models.base import AgentContext, AgentOutcome
-from agenteval.models.chat import ModelCallError
+from agenteval.models.base import AgentContext, AgentOutcome, AgentStatus, ChatModel
+from agenteval.models.chat import ErrorKind, Message, ModelCallError
 from agenteval.sandbox.base import WORKSPACE, FileEntry, safe_relpath
 
 SINGLE_SHOT_SYSTEM = """You are an expert software engineer completing a task in a Linux workspace (/workspace).
@@ -40,14 +39,15 @@ def extract_files(answer: str) -> tuple[dict[str, FileEntry], list[str]]:
     return files, refused
 
 
-def single_shot(model: Any, ctx: AgentContext) -> AgentOutcome:
-    messages = [{"role": "system", "content": SINGLE_SHOT_SYSTEM}, {"role": "user", "content": ctx.instruction}]
-    transcript: list[dict[str, Any]] = list(messages)
+def single_shot(model: ChatModel, ctx: AgentContext) -> AgentOutcome:
+    messages: list[Message] = [{"role": "system", "content": SINGLE_SHOT_SYSTEM},
+                               {"role": "user", "content": ctx.instruction}]
+    transcript: list[dict[str, object]] = list(messages)
     try:
         resp = model.chat(messages, max_tokens=min(ctx.budget.max_total_tokens, MAX_SINGLE_SHOT_TOKENS),
                           timeout_s=ctx.budget.timeout_sec)
     except ModelCallError as e:
-        status = "infra_error" if e.kind == "infra" else "model_error"
+        status = AgentStatus.infra_error if e.kind is ErrorKind.infra else AgentStatus.model_error
         return AgentOutcome(status, str(e), model_calls=[e.call], transcript=transcript)
     files, refused = extract_files(resp.content)
     transcript.append({"role": "assistant", "content": resp.content, "reasoning": resp.reasoning,
@@ -57,5 +57,5 @@ def single_shot(model: Any, ctx: AgentContext) -> AgentOutcome:
     if files:
         ctx.sandbox.write_files(WORKSPACE, files)
     note = f"wrote {len(files)} files" + (f"; refused paths {refused}" if refused else "")
-    status = "limit" if resp.finish_reason == "length" and not files else "done"
+    status = AgentStatus.limit if resp.finish_reason == "length" and not files else AgentStatus.done
     return AgentOutcome(status, note, model_calls=[resp.call], transcript=transcript)

@@ -1,23 +1,76 @@
-"""The agent graph's state (what LangGraph carries between nodes) and runtime
-(what a trial's graph records and decides beyond it). A task's own graph.py
-builds over these too."""
+"""The agent graph's state (what LangGraph carries between nodes), why it stops,
+and the runtime (what a trial's graph records and decides beyond it). A task's
+own graph.py builds over these too: its nodes end the loop by setting ``stop``
+to a ``Stop``."""
 
 from __future__ import annotations
 
 import operator
 import time
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal, TypedDict
+from enum import StrEnum
+from typing import Annotated, Literal, TypedDict
 
+from agenteval.models.base import AgentStatus
+from agenteval.models.chat import Message
 from agenteval.records import ModelCall
 
 
+class StopReason(StrEnum):
+    """Why the agent loop ended."""
+
+    done = "done"  # the model called done, or answered without acting
+    step_limit = "step_limit"
+    token_limit = "token_limit"
+    time_limit = "time_limit"
+    answer_cut = "answer_cut"  # the answer stopped at the per-call token cap with nothing to act on
+    model_error = "model_error"
+    infra_error = "infra_error"
+    interrupted = "interrupted"  # the run was cancelled (Ctrl-C)
+
+
+_STATUS = {StopReason.done: AgentStatus.done, StopReason.step_limit: AgentStatus.limit,
+           StopReason.token_limit: AgentStatus.limit, StopReason.time_limit: AgentStatus.limit,
+           StopReason.answer_cut: AgentStatus.limit, StopReason.model_error: AgentStatus.model_error,
+           StopReason.infra_error: AgentStatus.infra_error, StopReason.interrupted: AgentStatus.infra_error}
+
+
+@dataclass(frozen=True)
+class Stop:
+    """A stop reason and the sentence the trial record keeps (``TrialRecord.error``)."""
+
+    reason: StopReason
+    message: str = "done"
+
+    @property
+    def status(self) -> AgentStatus:
+        return _STATUS[self.reason]
+
+
+class PendingCall(TypedDict):
+    """A tool call the model asked for, not yet run."""
+
+    id: str
+    name: str
+    arguments: str | dict[str, object]  # JSON text (native calls) or already parsed (text protocol)
+
+
 class AgentState(TypedDict):
-    messages: Annotated[list[dict[str, Any]], operator.add]
-    pending: list[dict[str, Any]]
+    messages: Annotated[list[Message], operator.add]
+    pending: list[PendingCall]
     steps: int
     tokens: int
-    stop: str | None
+    stop: Stop | None
+
+
+class AgentUpdate(TypedDict, total=False):
+    """What a node returns: the keys of ``AgentState`` it changes."""
+
+    messages: list[Message]
+    pending: list[PendingCall]
+    steps: int
+    tokens: int
+    stop: Stop | None
 
 
 @dataclass
@@ -27,7 +80,7 @@ class AgentRuntime:
     protocol: Literal["native", "text"] = "native"
     deadline: float = 0.0
     calls: list[ModelCall] = field(default_factory=list)
-    transcript: list[dict[str, Any]] = field(default_factory=list)
+    transcript: list[dict[str, object]] = field(default_factory=list)
 
     def remaining(self) -> float:
         return self.deadline - time.monotonic()

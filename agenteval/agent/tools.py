@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
 
-from agenteval.errors import SandboxError
+from agenteval.errors import SandboxFileError
+from agenteval.models.chat import ToolSchema, as_object, as_text
 from agenteval.sandbox.base import WORKSPACE, FileEntry, Sandbox, safe_relpath
 
 MAX_TOOL_OUTPUT = 8000  # characters of a tool result the model sees
 MAX_READ_BYTES = 256 * 1024
 
 
-def _fn(name: str, description: str, **properties: str) -> dict[str, Any]:
+def _fn(name: str, description: str, **properties: str) -> ToolSchema:
     return {"type": "function", "function": {
         "name": name, "description": description,
         "parameters": {"type": "object", "properties": {k: {"type": "string", "description": v}
@@ -25,7 +25,7 @@ def _fn(name: str, description: str, **properties: str) -> dict[str, Any]:
                        "required": list(properties)}}}
 
 
-TOOLS = [
+TOOLS: list[ToolSchema] = [
     _fn("bash", "Run a shell command in /workspace (no network). Returns exit code and output.",
         command="The command line, run with sh -c."),
     _fn("write_file", "Write a file (parents are created), replacing it if it exists.",
@@ -33,7 +33,7 @@ TOOLS = [
     _fn("read_file", "Read a text file.", path="Path relative to /workspace."),
     _fn("done", "Call when the task is complete. Nothing after it runs.", summary="What you did, in a sentence."),
 ]
-TOOL_NAMES = {t["function"]["name"] for t in TOOLS}
+TOOL_NAMES = tuple(as_text(as_object(t["function"]).get("name")) for t in TOOLS)
 
 
 @dataclass
@@ -48,7 +48,7 @@ def truncate(text: str, limit: int = MAX_TOOL_OUTPUT) -> str:
     return text[:limit] + f"\n[... output truncated: {len(text) - limit} more characters not shown]"
 
 
-def run_tool(sandbox: Sandbox, name: str, arguments: str | dict[str, Any], timeout_s: float) -> ToolResult:
+def run_tool(sandbox: Sandbox, name: str, arguments: str | dict[str, object], timeout_s: float) -> ToolResult:
     """Execute one call; bad arguments come back to the model as an error message, never raise."""
     try:
         args = json.loads(arguments or "{}") if isinstance(arguments, str) else dict(arguments)
@@ -79,8 +79,6 @@ def run_tool(sandbox: Sandbox, name: str, arguments: str | dict[str, Any], timeo
             return ToolResult("done", done=True)
     except ValueError as e:
         return ToolResult(f"error: {e}")
-    except SandboxError as e:
-        if "larger than" in str(e) or "not a regular file" in str(e):
-            return ToolResult(f"error: {e}")
-        raise
+    except SandboxFileError as e:  # the sandbox works; the model asked for what cannot be done
+        return ToolResult(f"error: {e}")
     return ToolResult(f"error: no tool named {name!r} (tools: {', '.join(sorted(TOOL_NAMES))})")

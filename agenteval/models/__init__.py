@@ -1,6 +1,20 @@
-"""Model providers: ``oracle`` and ``nop`` here; served chat models plug in by name."""
+"""Models: the ``Model`` interface (``base``), its providers (``openai``, ``ollama``,
+``oracle``, ``nop``, and plugins) found by name (``registry``), and the servers
+agenteval starts for them (``servers``, ``engines``)."""
 
-from agenteval.models.base import AgentContext, AgentOutcome, DirectSolver, ModelSpec
+from agenteval.models.base import (
+                                   AgentContext,
+                                   AgentModel,
+                                   AgentOutcome,
+                                   AgentStatus,
+                                   ChatModel,
+                                   DirectSolver,
+                                   Model,
+                                   ModelRequest,
+                                   ModelSpec,
+                                   ToolProtocol,
+)
 from agenteval.models.registry import create_model, providers
 
-__all__ = ["AgentContext", "AgentOutcome", "DirectSolver", "ModelSpec", "create_model", "providers"]
+__all__ = ["AgentContext", "AgentModel", "AgentOutcome", "AgentStatus", "ChatModel", "DirectSolver", "Model",
+           "ModelRequest", "ModelSpec", "ToolProtocol", "create_model", "providers"]

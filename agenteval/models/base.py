@@ -1,24 +1,48 @@
 """What a model is to agenteval, and how ``--model`` names one.
 
-Two kinds of model exist. A ``DirectSolver`` acts on the sandbox itself
-(``oracle`` replays the reference solution, ``nop`` does nothing); chat models
-served by Ollama, llama.cpp, vLLM and friends are driven by the agent graph.
+Every model, built-in or plugin, is a ``Model``: it can refuse a task before any
+trial (``check_task``), check what is slow to check (``preflight``), has a
+lifecycle the runner brackets its trials with (``serving``: start, health,
+warm-up, then stop; each a no-op where there is nothing to do, as for a server
+the user runs) and a ``fingerprint_info`` for the records. It comes in one of
+two kinds, the ``AgentModel`` union the runner accepts:
+
+- ``ChatModel``: a streamed chat (with tools or not) the agent graph drives, and
+  the tool protocol it wants (``ToolProtocol``).
+- ``DirectSolver``: works the sandbox itself (``oracle`` replays the reference
+  solution, ``nop`` does nothing).
+
+A provider is a factory ``create(request: ModelRequest) -> ChatModel |
+DirectSolver`` registered under the ``agenteval.models`` entry point group
+(``agenteval.models.registry``); ``--model provider:name`` and agenteval.toml
+aliases both reach it there.
 """
 
 from __future__ import annotations
 
 import re
 import threading
+from abc import ABC, abstractmethod
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from enum import StrEnum
+from typing import TYPE_CHECKING, Callable, Iterator, TypeAlias
 
 from agenteval.errors import ModelSpecError
+from agenteval.models.chat import ChatResponse, Message, ToolSchema
 from agenteval.records import Fingerprint, ModelCall
 from agenteval.sandbox.base import Sandbox
 from agenteval.task import Task, VariantSpec
 from agenteval.task.spec import AgentSpec
 
+if TYPE_CHECKING:
+    from agenteval.config import ModelConfig
+    from agenteval.models.servers import ManagedServer
+
+Log = Callable[[str], None]
+TokenCounter = Callable[[str], int]
 _SPEC = re.compile(r"^(?P<provider>[a-z][a-z0-9_-]*)(?::(?P<name>[^@]+))?(?:@(?P<url>\S+))?$")
+WARM_UP: list[Message] = [{"role": "user", "content": "Reply with OK."}]
 
 
 @dataclass(frozen=True)
@@ -46,6 +70,32 @@ class ModelSpec:
 
 
 @dataclass(frozen=True)
+class ModelRequest:
+    """What a provider's factory gets (frozen: new fields never break plugins)."""
+
+    spec: ModelSpec  # provider, the name to send, and the server's URL (for a started server: its URL)
+    settings: "ModelConfig | None" = None  # the agenteval.toml alias's table; None for --model provider:name
+    token_counter: TokenCounter | None = None  # the model's tokenizer, where the engine knows it
+
+
+class ToolProtocol(StrEnum):
+    """How a chat model is offered tools."""
+
+    auto = "auto"  # native tool calls; the text protocol when the server refuses tools
+    native = "native"  # tool schemas in the request, tool calls in the answer
+    text = "text"  # fenced blocks in plain text (prompts.TEXT_SYSTEM)
+
+
+class AgentStatus(StrEnum):
+    """How the agent phase ended (``classify`` turns it into a failure mode)."""
+
+    done = "done"
+    limit = "limit"  # a budget ran out (steps, tokens, time) or the answer was cut at the token cap
+    model_error = "model_error"
+    infra_error = "infra_error"
+
+
+@dataclass(frozen=True)
 class AgentContext:
     """Everything one agent phase gets; frozen so new fields never break solvers."""
 
@@ -61,28 +111,86 @@ class AgentContext:
 class AgentOutcome:
     """How the agent phase ended; the verifier runs in every case."""
 
-    status: str = "done"  # 'done' | 'limit' | 'model_error' | 'infra_error'
+    status: AgentStatus = AgentStatus.done
     message: str = ""
-    details: dict[str, Any] = field(default_factory=dict)
     model_calls: list[ModelCall] = field(default_factory=list)
-    transcript: list[dict[str, Any]] = field(default_factory=list)
+    transcript: list[dict[str, object]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.status = AgentStatus(self.status)  # a plain 'done' is accepted and checked
 
 
-@runtime_checkable
-class DirectSolver(Protocol):
-    """A model that works the sandbox itself instead of through a chat loop."""
+class Model(ABC):
+    """What the runner needs of every model. Lifecycle, in the runner's order: ``check_task``
+    for every task and ``preflight`` before any container starts; then, per model,
+    ``serving()`` around its trials. Only ``fingerprint_info`` must be written."""
 
     spec: ModelSpec
-
-    def solve(self, ctx: AgentContext) -> AgentOutcome: ...
+    server: "ManagedServer | None" = None  # the server agenteval starts for this model, if any
 
     def check_task(self, task: Task) -> None:
         """Raise BadInputError before any trial when this model cannot attempt ``task``."""
 
-    def fingerprint_info(self) -> dict[str, Any]: ...
+    def preflight(self, log: Log) -> None:
+        """Slow checks before any trial (engine installed, model file there); raise BadInputError."""
+
+    def start(self, log: Log) -> None:
+        """Start what serves the model. Raises ServerStartError."""
+
+    def health(self) -> None:
+        """Raise ServerStartError or ModelCallError when the model cannot answer now."""
+
+    def warm_up(self) -> None:
+        """Load the model before the first measured call. Raises ModelCallError."""
+
+    def stop(self) -> None:
+        """Stop what ``start`` started. Idempotent; never raises."""
+
+    @abstractmethod
+    def fingerprint_info(self) -> dict[str, object]:
+        """What identifies this model's setup in the records (server, version, quantization, ...)."""
+
+    @contextmanager
+    def serving(self, log: Log = print) -> Iterator[None]:
+        """Start, check health, warm up; stop on the way out, whatever happened."""
+        try:
+            self.start(log)
+            self.health()
+            self.warm_up()
+            yield
+        finally:
+            self.stop()
 
 
-def base_fingerprint(spec: ModelSpec, **kw: Any) -> Fingerprint:
+class ChatModel(Model):
+    """A model served for chat, which the agent graph drives."""
+
+    tool_protocol: ToolProtocol = ToolProtocol.auto
+
+    @abstractmethod
+    def chat(self, messages: list[Message], *, tools: list[ToolSchema] | None = None,
+             max_tokens: int | None = None, timeout_s: float | None = None) -> ChatResponse:
+        """One streamed call, measured. ``timeout_s`` is the whole call's budget. Raises
+        ModelCallError (its ``call`` holds what was measured)."""
+
+    def warm_up(self) -> None:
+        self.chat(WARM_UP, max_tokens=8, timeout_s=120)
+
+
+class DirectSolver(Model):
+    """A model that works the sandbox itself instead of through a chat loop."""
+
+    @abstractmethod
+    def solve(self, ctx: AgentContext) -> AgentOutcome:
+        """Act on ``ctx.sandbox``; raises SandboxError only when the sandbox itself broke."""
+
+
+AgentModel: TypeAlias = ChatModel | DirectSolver
+ModelFactory = Callable[[ModelRequest], AgentModel]
+
+
+def base_fingerprint(spec: ModelSpec, *, docker_version: str | None, image: str, image_id: str | None,
+                     model_info: dict[str, object]) -> Fingerprint:
     import os
     import platform
     import socket
@@ -90,5 +198,6 @@ def base_fingerprint(spec: ModelSpec, **kw: Any) -> Fingerprint:
     from agenteval import __version__
 
     return Fingerprint(agenteval_version=__version__, host=socket.gethostname(),
-                       platform=platform.platform(), cpu_count=os.cpu_count(),
-                       model=spec.label, provider=spec.provider, **kw)
+                       platform=platform.platform(), cpu_count=os.cpu_count(), model=spec.label,
+                       provider=spec.provider, docker_version=docker_version, image=image, image_id=image_id,
+                       model_info=model_info)

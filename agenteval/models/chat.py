@@ -1,9 +1,11 @@
 """What a served chat model returns, and how its failures are told apart.
 
-A failure is either ``infra`` (the server or the network: not running, 5xx
-after retries, a cut stream, a malformed chunk) or ``model`` (its output or
-its speed: context overflow, past the time budget, looping). The trial
-record keeps the call's telemetry in both cases.
+A failed call raises ``ModelCallError`` with a ``Failure`` (what went wrong,
+decided where it happened: an HTTP status, a transport exception, a clock, a
+stream that stopped making sense) and the HTTP status when there was one. The
+failure decides the ``ErrorKind``: ``infra`` (the server or the network) or
+``model`` (its output or its speed). The trial record keeps the call's
+telemetry in both cases.
 """
 
 from __future__ import annotations
@@ -11,13 +13,54 @@ from __future__ import annotations
 import json
 import threading
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Iterator, Protocol
 
 from agenteval.errors import AgentEvalError
 from agenteval.records import ModelCall
 
-ErrorKind = Literal["infra", "model"]
+# A chat message or tool schema as the OpenAI chat API shapes it; servers get it as JSON.
+Message = dict[str, object]
+ToolSchema = dict[str, object]
+
+
+class ErrorKind(StrEnum):
+    """Who is to blame for a failed call (stored as ``ModelCall.error_kind``)."""
+
+    infra = "infra"  # the server or the network: the trial says nothing about the model
+    model = "model"  # the model's output or speed
+
+
+class Failure(StrEnum):
+    """What went wrong in one call."""
+
+    unreachable = "unreachable"  # no connection, after the retries
+    server_error = "server_error"  # an HTTP error status that names no fault of the prompt
+    tools_rejected = "tools_rejected"  # a request carrying tools was refused (400, 422, 501)
+    prompt_rejected = "prompt_rejected"  # a request without tools was refused (400, 413): the prompt, e.g. too long
+    stream_cut = "stream_cut"  # the connection dropped, or the stream ended before the answer
+    malformed = "malformed"  # the stream is not what the protocol says, or the server sent an error in it
+    timeout = "timeout"  # no (complete) answer within the time budget
+    repetition = "repetition"  # the model kept repeating itself
+
+    @property
+    def kind(self) -> ErrorKind:
+        return ErrorKind.model if self in _MODEL_FAILURES else ErrorKind.infra
+
+
+_MODEL_FAILURES = frozenset({Failure.prompt_rejected, Failure.timeout, Failure.repetition})
+REFUSED_WITH_TOOLS = frozenset({400, 422, 501})  # how servers without tool support refuse a request with tools
+REFUSED_PROMPT = frozenset({400, 413})
+
+
+def http_failure(status: int, sent_tools: bool) -> Failure:
+    """The failure an HTTP error status means for a chat request (5xx and 429 are retried first)."""
+    if sent_tools and status in REFUSED_WITH_TOOLS:
+        return Failure.tools_rejected
+    if not sent_tools and status in REFUSED_PROMPT:
+        return Failure.prompt_rejected
+    return Failure.server_error
 
 
 @dataclass
@@ -26,7 +69,7 @@ class ToolCall:
     name: str
     arguments: str  # JSON text as the model wrote it; may be invalid
 
-    def parsed_arguments(self) -> dict[str, Any]:
+    def parsed_arguments(self) -> dict[str, object]:
         """The arguments as a dict; raises ValueError when the model wrote no valid JSON object."""
         value = json.loads(self.arguments or "{}")
         if not isinstance(value, dict):
@@ -41,25 +84,33 @@ class ChatResponse:
     tool_calls: list[ToolCall]
     finish_reason: str | None
     call: ModelCall
-    raw_message: dict[str, Any] = field(default_factory=dict)
 
 
 class ModelCallError(AgentEvalError):
     """A model call failed; ``call`` holds what was measured before it did."""
 
-    def __init__(self, message: str, kind: ErrorKind, call: ModelCall) -> None:
+    def __init__(self, message: str, failure: Failure, call: ModelCall, *, status: int | None = None) -> None:
         super().__init__(message)
-        self.kind = kind
+        self.failure = failure
+        self.status = status  # the HTTP status, when the server answered with one
         self.call = call
-        call.error, call.error_kind = message, kind
+        call.error, call.error_kind = message, failure.kind.value
+
+    @property
+    def kind(self) -> ErrorKind:
+        return self.failure.kind
 
 
-_open: set[Any] = set()
+class Closable(Protocol):
+    def close(self) -> None: ...
+
+
+_open: set[Closable] = set()
 _open_lock = threading.Lock()
 
 
 @contextmanager
-def tracked(response: Any) -> Any:
+def tracked(response: Closable) -> Iterator[Closable]:
     """Register a streaming response so Ctrl-C can cut it (``close_all_streams``)."""
     with _open_lock:
         _open.add(response)
@@ -82,8 +133,18 @@ def close_all_streams() -> int:
     return len(streams)
 
 
-class ChatModel(Protocol):
-    """A served model the agent graph talks to."""
+def as_object(value: object) -> dict[str, object]:
+    """``value`` if a server sent a JSON object there, else an empty one."""
+    return value if isinstance(value, dict) else {}
 
-    def chat(self, messages: list[dict[str, Any]], *, tools: list[dict[str, Any]] | None = None,
-             max_tokens: int | None = None, timeout_s: float | None = None) -> ChatResponse: ...
+
+def as_list(value: object) -> list[object]:
+    return value if isinstance(value, list) else []
+
+
+def as_text(value: object) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def as_count(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None

@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from agenteval.errors import BadInputError
+
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
 
 QUANT_TYPES = {"F16": 1, "Q8_0": 7, "Q4_0": 2, "Q4_K_M": 15, "Q5_K_M": 17, "Q6_K": 18}
 
 
-def _permute(w: Any, n_head: int) -> Any:
+def _permute(w: "NDArray[np.generic]", n_head: int) -> "NDArray[np.generic]":
     """HF's rotary layout to llama.cpp's, for q and k projections."""
     return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
 
@@ -98,14 +102,14 @@ def quantize(src: Path, out: Path, quant: str) -> Path:
     return out
 
 
-def gguf_info(path: Path) -> dict[str, Any]:
+def gguf_info(path: Path) -> dict[str, object]:
     """Quantization, context and chat template hash of a GGUF file, for the fingerprint."""
     import hashlib
 
     import gguf
 
     reader = gguf.GGUFReader(str(path))
-    info: dict[str, Any] = {}
+    info: dict[str, object] = {}
     for key in ("general.file_type", "llama.context_length", "tokenizer.chat_template", "general.architecture"):
         field = reader.fields.get(key)
         if field is None:

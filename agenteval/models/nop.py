@@ -3,25 +3,19 @@ agent passes measures nothing)."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from agenteval.models.base import AgentContext, AgentOutcome, ModelSpec
-from agenteval.task import Task
+from agenteval.models.base import AgentContext, AgentOutcome, AgentStatus, DirectSolver, ModelRequest, ModelSpec
 
 
-class NopSolver:
+class NopSolver(DirectSolver):
     def __init__(self, spec: ModelSpec) -> None:
         self.spec = spec
 
-    def check_task(self, task: Task) -> None:
-        return None
-
-    def fingerprint_info(self) -> dict[str, Any]:
+    def fingerprint_info(self) -> dict[str, object]:
         return {"kind": "does nothing"}
 
     def solve(self, ctx: AgentContext) -> AgentOutcome:
-        return AgentOutcome("done", "did nothing")
+        return AgentOutcome(AgentStatus.done, "did nothing")
 
 
-def create(spec: ModelSpec) -> NopSolver:
-    return NopSolver(spec)
+def create(request: ModelRequest) -> NopSolver:
+    return NopSolver(request.spec)

@@ -10,10 +10,22 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any, Callable
+from typing import Callable, Iterator, Mapping
 
-from agenteval.models.base import ModelSpec
-from agenteval.models.chat import ChatResponse, ErrorKind, ModelCallError, ToolCall
+from agenteval.errors import ModelSpecError
+from agenteval.models.base import ChatModel, ModelRequest, ModelSpec, TokenCounter, ToolProtocol
+from agenteval.models.chat import (
+    ChatResponse,
+    Failure,
+    Message,
+    ModelCallError,
+    ToolCall,
+    ToolSchema,
+    as_count,
+    as_list,
+    as_object,
+    as_text,
+)
 from agenteval.models.streaming import CallLog, Retry, stream_call
 from agenteval.models.telemetry import RepetitionGuard, StreamClock
 from agenteval.records import ModelCall
@@ -23,11 +35,14 @@ DEFAULT_NUM_CTX = 8192
 NS = 1e9
 
 
-class OllamaClient:
+class OllamaClient(ChatModel):
+    """Streams /api/chat and measures each call. Start and stop are no-ops: Ollama loads
+    and unloads models itself (``keep_alive``)."""
+
     def __init__(self, spec: ModelSpec, *, num_ctx: int = DEFAULT_NUM_CTX, think: bool | None = None,
-                 keep_alive: str | int = "5m", sampling: dict[str, Any] | None = None, timeout_s: float = 600.0,
-                 max_retries: int = 4, backoff_s: float = 0.5, token_counter: Callable[[str], int] | None = None,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 keep_alive: str | int = "5m", sampling: Mapping[str, object] | None = None, timeout_s: float = 600.0,
+                 max_retries: int = 4, backoff_s: float = 0.5, token_counter: TokenCounter | None = None,
+                 tool_protocol: ToolProtocol = ToolProtocol.auto, sleep: Callable[[float], None] = time.sleep) -> None:
         self.spec = spec
         self.base_url = (spec.base_url or DEFAULT_URL).rstrip("/")
         self.num_ctx = num_ctx
@@ -37,77 +52,82 @@ class OllamaClient:
         self.timeout_s = timeout_s
         self.retry = Retry(max_retries, backoff_s, sleep)
         self.token_counter = token_counter
+        self.tool_protocol = tool_protocol
         self.calls = CallLog(spec.label)
 
-    def chat(self, messages: list[dict[str, Any]], *, tools: list[dict[str, Any]] | None = None,
+    def chat(self, messages: list[Message], *, tools: list[ToolSchema] | None = None,
              max_tokens: int | None = None, timeout_s: float | None = None) -> ChatResponse:
         budget = timeout_s or self.timeout_s
-        options = {"num_ctx": self.num_ctx, **self.sampling}
+        options: dict[str, object] = {"num_ctx": self.num_ctx, **self.sampling}
         if max_tokens:
             options["num_predict"] = max_tokens
-        body: dict[str, Any] = {"model": self.spec.name, "messages": to_ollama_messages(messages), "stream": True,
-                                "options": options, "keep_alive": self.keep_alive}
+        body: dict[str, object] = {"model": self.spec.name, "messages": to_ollama_messages(messages),
+                                   "stream": True, "options": options, "keep_alive": self.keep_alive}
         if tools:
             body["tools"] = tools
         if self.think is not None:
             body["think"] = self.think
-        def http_error(resp: Any, clock: StreamClock) -> ModelCallError:
-            kind: ErrorKind = "model" if "context" in resp.text.lower() else "infra"
-            return ModelCallError(f"ollama answered {resp.status_code}: {resp.text[:300]}", kind, clock.finish(call))
-
         with self.calls.call() as call:
             return stream_call(f"{self.base_url}/api/chat", body, call, budget, self.retry,
                                read=lambda lines, clock, deadline: self._read(lines, call, clock, deadline, budget),
-                               http_error=http_error)
+                               server="ollama")
 
-    def _read(self, lines: Any, call: ModelCall, clock: StreamClock, deadline: float, budget: float) -> ChatResponse:
+    def _read(self, lines: Iterator[str], call: ModelCall, clock: StreamClock, deadline: float,
+              budget: float) -> ChatResponse:
         guard = RepetitionGuard()
         content: list[str] = []
         thinking: list[str] = []
         tool_calls: list[ToolCall] = []
-        final: dict[str, Any] | None = None
+        final: dict[str, object] | None = None
         for line in lines:
             if not line.strip():
                 continue
             if time.monotonic() > deadline:
-                raise ModelCallError(f"the answer ran past the {budget:g} s budget", "model", clock.finish(call))
+                raise ModelCallError(f"the answer ran past the {budget:g} s budget", Failure.timeout,
+                                     clock.finish(call))
             try:
                 obj = json.loads(line)
             except ValueError:
-                raise ModelCallError(f"malformed stream line: {line[:120]!r}", "infra", clock.finish(call)) from None
+                raise ModelCallError(f"malformed stream line: {line[:120]!r}", Failure.malformed,
+                                     clock.finish(call)) from None
             if not isinstance(obj, dict):
-                raise ModelCallError(f"malformed stream line: {line[:120]!r}", "infra", clock.finish(call))
+                raise ModelCallError(f"malformed stream line: {line[:120]!r}", Failure.malformed, clock.finish(call))
             if "error" in obj:
-                raise ModelCallError(f"ollama error mid-stream: {str(obj['error'])[:200]}", "infra", clock.finish(call))
-            msg = obj.get("message") or {}
-            if msg.get("thinking"):
-                thinking.append(msg["thinking"])
+                raise ModelCallError(f"ollama error mid-stream: {str(obj['error'])[:200]}", Failure.malformed,
+                                     clock.finish(call))
+            msg = as_object(obj.get("message"))
+            thought, text = as_text(msg.get("thinking")), as_text(msg.get("content"))
+            if thought:
+                thinking.append(thought)
                 clock.token(answer=False)
-            if msg.get("content"):
-                content.append(msg["content"])
+            if text:
+                content.append(text)
                 clock.token(answer=True)
-            for i, tc in enumerate(msg.get("tool_calls") or []):
-                fn = tc.get("function") or {}
+            for tc in map(as_object, as_list(msg.get("tool_calls"))):
+                fn = as_object(tc.get("function"))
                 args = fn.get("arguments")
-                tool_calls.append(ToolCall(id=tc.get("id") or f"call_{len(tool_calls)}", name=fn.get("name", ""),
+                tool_calls.append(ToolCall(id=as_text(tc.get("id")) or f"call_{len(tool_calls)}",
+                                           name=as_text(fn.get("name")),
                                            arguments=args if isinstance(args, str) else json.dumps(args or {})))
                 clock.token(answer=True)
-            if guard.feed((msg.get("thinking") or "") + (msg.get("content") or "")):
+            if guard.feed(thought + text):
                 call.finish_reason = "repetition"
-                raise ModelCallError("the model kept repeating the same text", "model", clock.finish(call))
+                raise ModelCallError("the model kept repeating the same text", Failure.repetition,
+                                     clock.finish(call))
             if obj.get("done"):
                 final = obj
                 break
         if final is None:
-            raise ModelCallError("the stream ended before the answer did", "infra", clock.finish(call))
-        call.prompt_tokens = final.get("prompt_eval_count")
-        call.completion_tokens = final.get("eval_count")
-        call.finish_reason = final.get("done_reason") or "stop"
+            raise ModelCallError("the stream ended before the answer did", Failure.stream_cut, clock.finish(call))
+        call.prompt_tokens = as_count(final.get("prompt_eval_count"))
+        call.completion_tokens = as_count(final.get("eval_count"))
+        call.finish_reason = as_text(final.get("done_reason")) or "stop"
         call.server_timings = {k: final[k] for k in ("total_duration", "load_duration", "prompt_eval_count",
                                                       "prompt_eval_duration", "eval_count", "eval_duration")
                                if k in final}
-        if final.get("eval_count") and final.get("eval_duration"):
-            call.server_timings["eval_tokens_per_s"] = final["eval_count"] / (final["eval_duration"] / NS)
+        evals, eval_ns = as_count(final.get("eval_count")), as_count(final.get("eval_duration"))
+        if evals and eval_ns:
+            call.server_timings["eval_tokens_per_s"] = evals / (eval_ns / NS)
         thought = "".join(thinking)
         if thought and self.token_counter is not None:
             call.reasoning_tokens = self.token_counter(thought)
@@ -116,11 +136,11 @@ class OllamaClient:
         return ChatResponse(content="".join(content), reasoning=thought, tool_calls=tool_calls,
                             finish_reason=call.finish_reason, call=call)
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> dict[str, object]:
         """Server version, quantization, parameter size, context, memory: for the fingerprint."""
         import httpx
 
-        info: dict[str, Any] = {"server": "ollama", "base_url": self.base_url, "num_ctx": self.num_ctx,
+        info: dict[str, object] = {"server": "ollama", "base_url": self.base_url, "num_ctx": self.num_ctx,
                                 "keep_alive": self.keep_alive, "sampling": self.sampling}
         try:
             with httpx.Client(timeout=10) as client:
@@ -144,36 +164,41 @@ class OllamaClient:
             info["describe_error"] = str(e)[:200]
         return info
 
-    def fingerprint_info(self) -> dict[str, Any]:
+    def fingerprint_info(self) -> dict[str, object]:
         return self.describe()
 
 
-def to_ollama_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def to_ollama_messages(messages: list[Message]) -> list[Message]:
     """OpenAI-shaped messages to Ollama's: tool-call arguments are objects, tool results name their tool."""
     names: dict[str, str] = {}
-    out: list[dict[str, Any]] = []
+    out: list[Message] = []
     for m in messages:
         m = dict(m)
         if m.get("tool_calls"):
-            calls = []
-            for tc in m["tool_calls"]:
-                fn = dict(tc.get("function") or {})
-                names[tc.get("id", "")] = fn.get("name", "")
-                if isinstance(fn.get("arguments"), str):
+            calls: list[object] = []
+            for tc in map(as_object, as_list(m["tool_calls"])):
+                fn = dict(as_object(tc.get("function")))
+                names[as_text(tc.get("id"))] = as_text(fn.get("name"))
+                arguments = fn.get("arguments")
+                if isinstance(arguments, str):
                     try:
-                        fn["arguments"] = json.loads(fn["arguments"] or "{}")
+                        fn["arguments"] = json.loads(arguments or "{}")
                     except ValueError:
                         fn["arguments"] = {}
                 calls.append({"function": fn})
             m["tool_calls"] = calls
         if m.get("role") == "tool":
-            m["tool_name"] = names.get(m.pop("tool_call_id", ""), m.get("name", ""))
+            m["tool_name"] = names.get(as_text(m.pop("tool_call_id", "")), as_text(m.get("name")))
         out.append(m)
     return out
 
 
-def create(spec: ModelSpec) -> OllamaClient:
+def create(request: ModelRequest) -> OllamaClient:
+    """``ollama:NAME[@BASE_URL]``, or an alias (``context`` becomes num_ctx)."""
+    spec, cfg = request.spec, request.settings
     if not spec.name:
-        from agenteval.errors import ModelSpecError
         raise ModelSpecError("ollama needs a model name: ollama:NAME[@BASE_URL], e.g. ollama:qwq:32b")
-    return OllamaClient(spec)
+    if cfg is None:
+        return OllamaClient(spec)
+    return OllamaClient(spec, num_ctx=cfg.context, think=cfg.think, keep_alive=cfg.keep_alive, sampling=cfg.sampling,
+                        token_counter=request.token_counter, tool_protocol=ToolProtocol(cfg.tools))

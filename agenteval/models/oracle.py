@@ -12,17 +12,16 @@ JSON) in its environment.
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from agenteval.errors import TaskError
-from agenteval.models.base import AgentContext, AgentOutcome, ModelSpec
+from agenteval.models.base import AgentContext, AgentOutcome, AgentStatus, DirectSolver, ModelRequest, ModelSpec
 from agenteval.sandbox.base import CONTROL, VERIFIER_UID, WORKSPACE, files_from_dir
 from agenteval.task import Task
 
 SOLUTION_DIR = f"{CONTROL}/solution"
 
 
-class OracleSolver:
+class OracleSolver(DirectSolver):
     def __init__(self, spec: ModelSpec) -> None:
         self.spec = spec
 
@@ -31,7 +30,7 @@ class OracleSolver:
         if not ((sol / "solve.sh").is_file() or (sol / "workspace").is_dir()):
             raise TaskError(f"{sol}: the oracle needs solution/solve.sh or solution/workspace/")
 
-    def fingerprint_info(self) -> dict[str, Any]:
+    def fingerprint_info(self) -> dict[str, object]:
         return {"kind": "reference solution"}
 
     def solve(self, ctx: AgentContext) -> AgentOutcome:
@@ -40,18 +39,18 @@ class OracleSolver:
         if workspace_files:
             ctx.sandbox.write_files(WORKSPACE, workspace_files)
         if not (sol / "solve.sh").is_file():
-            return AgentOutcome("done", f"wrote {len(workspace_files)} files")
+            return AgentOutcome(AgentStatus.done, f"wrote {len(workspace_files)} files")
         ctx.sandbox.write_files(SOLUTION_DIR, files_from_dir(sol), uid=VERIFIER_UID, dir_mode=0o755)
         env = {"AGENTEVAL_SOLUTION": SOLUTION_DIR, "AGENTEVAL_VARIANT_ID": ctx.variant.id,
                "AGENTEVAL_VARIANT": json.dumps(ctx.variant.params)}
         result = ctx.sandbox.exec(f"bash {SOLUTION_DIR}/solve.sh", env=env, timeout_s=ctx.budget.timeout_sec)
         if result.timed_out:
-            return AgentOutcome("limit", f"solve.sh ran past the agent's {ctx.budget.timeout_sec:g} s budget")
+            return AgentOutcome(AgentStatus.limit, f"solve.sh ran past the agent's {ctx.budget.timeout_sec:g} s budget")
         if result.exit_code != 0:
             why = "killed by the memory cap" if result.oom_killed else f"exited {result.exit_code}"
-            return AgentOutcome("done", f"solve.sh {why}")
-        return AgentOutcome("done", "solve.sh finished")
+            return AgentOutcome(AgentStatus.done, f"solve.sh {why}")
+        return AgentOutcome(AgentStatus.done, "solve.sh finished")
 
 
-def create(spec: ModelSpec) -> OracleSolver:
-    return OracleSolver(spec)
+def create(request: ModelRequest) -> OracleSolver:
+    return OracleSolver(request.spec)

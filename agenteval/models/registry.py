@@ -1,64 +1,86 @@
 """Model providers by name. Built-ins and plugins register the same way: an
-``agenteval.models`` entry point naming a factory ``create(spec) -> model``.
+``agenteval.models`` entry point naming a factory ``create(request: ModelRequest)
+-> ChatModel | DirectSolver`` (see ``agenteval.models.base``).
+
+``--model provider[:name][@url]`` and an agenteval.toml alias resolve here, through
+the same factories: an alias names any registered provider, and its ``engine``
+(a server agenteval starts) works with any provider whose factory builds a chat
+model for the server's URL.
 """
 
 from __future__ import annotations
 
-import importlib
-from functools import lru_cache
-from importlib.metadata import entry_points
-from typing import TYPE_CHECKING, Any, Callable
+from dataclasses import replace
+from typing import TYPE_CHECKING
 
+from agenteval import plugins
 from agenteval.errors import ModelSpecError
-from agenteval.models.base import ModelSpec
+from agenteval.models.base import AgentModel, ChatModel, DirectSolver, ModelFactory, ModelRequest, ModelSpec
 
 if TYPE_CHECKING:
-    from agenteval.config import ProjectConfig
-
-ENTRY_POINT_GROUP = "agenteval.models"
-# The same declarations as pyproject's entry points, so a source checkout that
-# was never pip-installed still finds the built-ins.
-BUILTINS = {
-    "oracle": "agenteval.models.oracle:create",
-    "nop": "agenteval.models.nop:create",
-    "openai": "agenteval.models.openai:create",
-    "ollama": "agenteval.models.ollama:create",
-}
+    from agenteval.config import ModelConfig, ProjectConfig
 
 
-@lru_cache(maxsize=1)
 def providers() -> dict[str, str]:
-    found = dict(BUILTINS)
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        found[ep.name] = ep.value
-    return found
+    """Every provider name, to the ``module:attr`` of its factory."""
+    return plugins.registered(plugins.MODELS)
 
 
-def _load(target: str) -> Callable[[ModelSpec], Any]:
-    module, _, attr = target.partition(":")
-    try:
-        return getattr(importlib.import_module(module), attr)  # type: ignore[no-any-return]
-    except ImportError as e:
-        raise ModelSpecError(f"model provider {target!r} cannot be imported ({e}); is its extra installed?") from None
+def provider_factory(provider: str, config: "ProjectConfig | None" = None, text: str | None = None) -> ModelFactory:
+    known = providers()
+    if provider not in known:
+        aliases = f"; aliases in agenteval.toml: {', '.join(sorted(config.models))}" if config and config.models else ""
+        raise ModelSpecError(f"unknown model provider {provider!r} in {text or provider!r} "
+                             f"(known: {', '.join(sorted(known))}{aliases})")
+    factory = plugins.load_factory(plugins.MODELS, provider)
+
+    def create(request: ModelRequest) -> AgentModel:
+        model = factory(request)
+        if not isinstance(model, (ChatModel, DirectSolver)):
+            raise ModelSpecError(f"model provider {provider!r} ({known[provider]}) built a {type(model).__name__}, "
+                                 f"which is neither a ChatModel nor a DirectSolver (agenteval.models.base)")
+        return model
+
+    return create
 
 
-def create_model(text: str, config: "ProjectConfig | None" = None) -> Any:
+def create_model(text: str, config: "ProjectConfig | None" = None) -> AgentModel:
     """Build the model ``--model`` names: an agenteval.toml alias, or provider[:name][@url].
 
-    Chat clients come back wrapped in a ``ServedModel`` (warm-up, server lifecycle).
+    Chat models come back as a ``ServedModel`` (the settings applied around every call,
+    warm-up, the server agenteval starts for an alias with an ``engine``).
     """
-    from agenteval.models.base import DirectSolver
-    from agenteval.models.served import ServedModel, build_served
-
     if config is not None and text in config.models:
-        return build_served(text, config.models[text], config)
+        return create_alias(text, config.models[text], config)
+    from agenteval.models.served import ServedModel
+
     spec = ModelSpec.parse(text)
-    known = providers()
-    if spec.provider not in known:
-        aliases = f"; aliases in agenteval.toml: {', '.join(sorted(config.models))}" if config and config.models else ""
-        raise ModelSpecError(f"unknown model provider {spec.provider!r} in {text!r} "
-                             f"(known: {', '.join(sorted(known))}{aliases})")
-    model = _load(known[spec.provider])(spec)
-    if isinstance(model, DirectSolver):
+    model = provider_factory(spec.provider, config, text)(ModelRequest(spec))
+    return model if isinstance(model, DirectSolver) else ServedModel(spec, model)
+
+
+def create_alias(alias: str, cfg: "ModelConfig", project: "ProjectConfig") -> AgentModel:
+    """The model an agenteval.toml alias names; with an ``engine``, the provider's client is
+    built once the server has started and its URL is known."""
+    from agenteval.models.engines import create_engine
+    from agenteval.models.served import ServedModel
+
+    factory = provider_factory(cfg.provider, project, alias)
+    server = create_engine(alias, cfg, project.resolve(cfg.path, alias) if cfg.path else None)
+    spec = ModelSpec(cfg.provider, cfg.name or alias, cfg.base_url)
+    label = replace(spec, alias=alias)
+    counter = server.token_counter() if server else None
+    request = ModelRequest(spec, cfg, counter)
+    if server is None:
+        model = factory(request)
+        return model if isinstance(model, DirectSolver) else ServedModel(label, model, cfg)
+
+    def client_for(base_url: str) -> ChatModel:
+        assert server is not None
+        model = factory(replace(request, spec=replace(spec, name=server.served_name(), base_url=base_url)))
+        if not isinstance(model, ChatModel):
+            raise ModelSpecError(f"model {alias!r}: provider {cfg.provider!r} builds no chat model, so agenteval "
+                                 f"has nothing to start engine {cfg.engine!r} for")
         return model
-    return ServedModel(spec, model)
+
+    return ServedModel(label, None, cfg, server, client_for, token_counter=counter)

@@ -1,54 +1,30 @@
 """Model servers agenteval starts and stops itself, so one command compares
 several models on one GPU: pick a free loopback port, start, wait for health,
 (warm up), run that model's trials, stop, next model.
+
+``ManagedServer`` is the process lifecycle every engine shares; what differs
+per engine (its command line, what it needs installed, what it can say about
+the model, what it logs but does not send) lives in one module per engine
+under ``agenteval.models.engines``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
-import re
-import shlex
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
+from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any
+from types import TracebackType
 
 from agenteval.config import ModelConfig
-from agenteval.errors import AgentEvalError, BadInputError
-
-
-_PERF = re.compile(r"llama_perf_context_print:\s+(?P<what>prompt eval|eval|total) time =\s+(?P<ms>[\d.]+) ms /\s+"
-                   r"(?P<n>\d+) (?:tokens|runs)")
-
-
-_PREFIX = re.compile(r"Llama\.generate: (?P<hit>\d+) prefix-match hit, remaining (?P<rest>\d+) prompt tokens")
-
-
-def parse_llama_perf(text: str) -> dict[str, float]:
-    """The last llama.cpp perf report in a server log: prompt_n/prompt_ms, eval runs/eval_ms,
-    and llama-cpp-python's prompt-cache line (cached + evaluated prompt tokens)."""
-    timings: dict[str, float] = {}
-    for m in _PREFIX.finditer(text):
-        timings["prompt_cached_n"] = int(m["hit"])
-        timings["prompt_total_n"] = int(m["hit"]) + int(m["rest"])
-    for m in _PERF.finditer(text):
-        key = {"prompt eval": "prompt", "eval": "eval", "total": "total"}[m["what"]]
-        timings[f"{key}_n"] = int(m["n"])
-        timings[f"{key}_ms"] = float(m["ms"])
-    if timings.get("eval_ms"):
-        timings["eval_tokens_per_s"] = timings["eval_n"] / (timings["eval_ms"] / 1000)
-    if timings.get("total_ms", 0) > timings.get("prompt_ms", 0) and timings.get("eval_n"):
-        # the generation loop as llama.cpp timed it, sampling included (eval time counts decode only)
-        timings["generation_tokens_per_s"] = timings["eval_n"] / ((timings["total_ms"] - timings["prompt_ms"]) / 1000)
-    return timings
-
-
-class ServerStartError(AgentEvalError):
-    """A started server died or never answered; the message carries its log's last lines."""
+from agenteval.errors import BadInputError, ServerStartError
+from agenteval.models.base import Log, TokenCounter
+from agenteval.models.chat import ChatResponse
 
 
 def _die_with_parent() -> None:
@@ -67,8 +43,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-class ManagedServer:
+class ManagedServer(ABC):
     """One server process in its own process group. Use as a context manager."""
+
+    requires: tuple[str, str] | None = None  # (module, pip extra) the engine needs installed
+    needs_model_file = False  # whether ``path`` must exist before the server starts
 
     def __init__(self, alias: str, cfg: ModelConfig, model_path: Path | None, log_dir: Path | None = None) -> None:
         self.alias = alias
@@ -85,26 +64,54 @@ class ManagedServer:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
+    @abstractmethod
     def argv(self) -> list[str]:
-        cfg, model = self.cfg, str(self.model_path or "")
-        if cfg.engine == "transformers":
-            return [sys.executable, "-c", "from transformers.cli.transformers import main; main()", "serve",
-                    "--host", "127.0.0.1", "--port", str(self.port), *cfg.args, model]
-        if cfg.engine == "llamacpp":
-            return [sys.executable, "-m", "llama_cpp.server", "--model", model, "--host", "127.0.0.1",
-                    "--port", str(self.port), "--n_ctx", str(cfg.context), "--model_alias", self.served_name(),
-                    *cfg.args]
-        if cfg.engine == "command" and cfg.command:
-            return shlex.split(cfg.command.format(port=self.port, model=model, context=cfg.context)) + cfg.args
-        raise BadInputError(f"model {self.alias!r}: no engine to start")
+        """The server's command line for ``self.port``."""
 
     def served_name(self) -> str:
         """The model name requests must carry."""
-        if self.cfg.name:
-            return self.cfg.name
-        if self.cfg.engine == "transformers":
-            return str(self.model_path)
-        return self.alias
+        return self.cfg.name or self.alias
+
+    def describe(self) -> dict[str, object]:
+        """What the engine can tell about the model it serves, for the fingerprint."""
+        return {}
+
+    def token_counter(self) -> TokenCounter | None:
+        """The model's own tokenizer, used only where the server sends no usage (figures marked estimated)."""
+        return None
+
+    def call_mark(self) -> int:
+        """Where the server's log stands before a call (see ``complete_call``)."""
+        return 0
+
+    def complete_call(self, resp: ChatResponse, mark: int) -> None:
+        """Add to ``resp.call`` what the server logged about the call after ``mark`` but did not send."""
+
+    def preflight(self, log: Log) -> None:
+        """Before any container starts: the engine is installed and the model file exists
+        (the random-weight test model is built here on first use)."""
+        cfg, path = self.cfg, self.model_path
+        if cfg.test_model and path is not None and not path.exists():
+            from agenteval.models.testmodel import create_test_model
+
+            directory = path if cfg.test_model == "hf" else path.parent
+            log(f"building the random-weight test model in {directory} (once)")
+            create_test_model(directory, gguf=None if cfg.test_model == "hf" else cfg.test_model)
+        self.check_installed()
+
+    def check_installed(self) -> None:
+        import importlib.util
+
+        if self.requires is not None:
+            module, extra = self.requires
+            if importlib.util.find_spec(module) is None:
+                raise BadInputError(f"model {self.alias!r} uses engine {self.cfg.engine!r}: pip install '{extra}'")
+        if self.needs_model_file and not (self.model_path and self.model_path.exists()):
+            raise BadInputError(f"model {self.alias!r}: {self.model_path} does not exist"
+                                + self.missing_model_hint())
+
+    def missing_model_hint(self) -> str:
+        return ""
 
     def start(self) -> str:
         self.check_installed()
@@ -120,23 +127,26 @@ class ManagedServer:
         self.load_s = round(time.monotonic() - t0, 3)
         return self.base_url
 
-    def check_installed(self) -> None:
-        import importlib.util
+    def _health_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}{self.cfg.health_path}"
 
-        need = {"transformers": ("transformers", "agenteval[serve]"), "llamacpp": ("llama_cpp", "agenteval[llamacpp]")}
-        if self.cfg.engine in need:
-            module, extra = need[self.cfg.engine]
-            if importlib.util.find_spec(module) is None:
-                raise BadInputError(f"model {self.alias!r} uses engine {self.cfg.engine!r}: pip install '{extra}'")
-        if self.cfg.engine in ("transformers", "llamacpp") and not (self.model_path and self.model_path.exists()):
-            raise BadInputError(f"model {self.alias!r}: {self.model_path} does not exist"
-                                + (" (make one with: agenteval models create-test-model DIR)"
-                                   if self.cfg.engine == "transformers" else ""))
+    def health(self) -> None:
+        """Raise ServerStartError unless the process runs and answers its health path."""
+        import httpx
+
+        if self.proc is None or self.proc.poll() is not None:
+            raise ServerStartError(f"model {self.alias!r}: the server is not running: {self.log_tail()}")
+        try:
+            status = httpx.get(self._health_url(), timeout=5).status_code
+        except httpx.HTTPError as e:
+            raise ServerStartError(f"model {self.alias!r}: the server does not answer ({e})") from None
+        if status >= 500:
+            raise ServerStartError(f"model {self.alias!r}: the server answers {status}: {self.log_tail()}")
 
     def _wait_healthy(self) -> None:
         import httpx
 
-        url = f"http://127.0.0.1:{self.port}{self.cfg.health_path}"
+        url = self._health_url()
         deadline = time.monotonic() + self.cfg.startup_timeout_sec
         while time.monotonic() < deadline:
             assert self.proc is not None
@@ -158,18 +168,6 @@ class ManagedServer:
             return self.log_path.stat().st_size
         except OSError:
             return 0
-
-    def perf_since(self, offset: int, wait_s: float = 1.0) -> dict[str, float]:
-        """llama.cpp's own timings of the request that ended after ``offset`` in the log
-        (llama-cpp-python prints them, it does not send them)."""
-        deadline = time.monotonic() + wait_s
-        while True:
-            with open(self.log_path, "rb") as f:
-                f.seek(offset)
-                found = parse_llama_perf(f.read().decode("utf-8", errors="replace"))
-            if "eval_n" in found or time.monotonic() > deadline:
-                return found
-            time.sleep(0.02)
 
     def log_tail(self, lines: int = 3) -> str:
         try:
@@ -197,5 +195,27 @@ class ManagedServer:
         self.start()
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
         self.stop()
+
+
+def package_version(name: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
+
+
+def files_sha256(files: list[Path]) -> str | None:
+    """The first 16 hex digits of the SHA-256 of the files' bytes, one after another."""
+    if not files:
+        return None
+    h = hashlib.sha256()
+    for f in files:
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()[:16]

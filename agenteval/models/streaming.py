@@ -1,6 +1,7 @@
 """The part of a streamed model call that every provider shares: bookkeeping of
 calls in flight, retries with backoff for transient failures only, the time
-budget, and turning transport failures into classified ``ModelCallError``s."""
+budget, and turning HTTP statuses and transport failures into classified
+``ModelCallError``s."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Callable, Iterator
 
-from agenteval.models.chat import ChatResponse, ModelCallError, tracked
+from agenteval.models.chat import ChatResponse, Failure, ModelCallError, http_failure, tracked
 from agenteval.models.telemetry import StreamClock
 from agenteval.records import ModelCall
 
@@ -55,11 +56,11 @@ class Retry:
         self.sleep(max(0.0, min(wait, deadline - time.monotonic())))
 
 
-def stream_call(url: str, body: dict[str, Any], call: ModelCall, budget: float, retry: Retry,
-                read: Callable[[Iterator[str], StreamClock, float], ChatResponse],
-                http_error: Callable[[Any, StreamClock], ModelCallError],
+def stream_call(url: str, body: dict[str, object], call: ModelCall, budget: float, retry: Retry,
+                read: Callable[[Iterator[str], StreamClock, float], ChatResponse], server: str,
                 headers: dict[str, str] | None = None) -> ChatResponse:
-    """POST ``body`` and hand the streamed lines to ``read``; retry only what is transient."""
+    """POST ``body`` and hand the streamed lines to ``read``; retry only what is transient.
+    ``server`` names the server in error messages."""
     import httpx
 
     deadline = time.monotonic() + budget
@@ -68,7 +69,7 @@ def stream_call(url: str, body: dict[str, Any], call: ModelCall, budget: float, 
         clock = StreamClock()
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise ModelCallError(f"no answer within the {budget:g} s budget", "model", clock.finish(call))
+            raise ModelCallError(f"no answer within the {budget:g} s budget", Failure.timeout, clock.finish(call))
         try:
             with httpx.Client(timeout=httpx.Timeout(remaining, connect=min(10.0, remaining))) as client, \
                     client.stream("POST", url, json=body, headers=headers) as resp:
@@ -77,17 +78,27 @@ def stream_call(url: str, body: dict[str, Any], call: ModelCall, budget: float, 
                     continue
                 if resp.status_code >= 400:
                     resp.read()
-                    raise http_error(resp, clock)
+                    raise _http_error(server, resp.status_code, resp.text, "tools" in body, clock.finish(call))
                 with tracked(resp):
                     return read(resp.iter_lines(), clock, deadline)
         except (httpx.ConnectError, httpx.ConnectTimeout) as e:
             if attempt < retry.max_retries and time.monotonic() < deadline:
                 retry.wait(attempt, None, deadline)
                 continue
-            raise ModelCallError(f"cannot reach {url}: {e}", "infra", clock.finish(call)) from None
+            raise ModelCallError(f"cannot reach {url}: {e}", Failure.unreachable, clock.finish(call)) from None
         except httpx.ReadTimeout:
             what = "first token" if clock.first_any is None else "answer"
-            raise ModelCallError(f"no {what} within the {budget:g} s budget", "model", clock.finish(call)) from None
+            raise ModelCallError(f"no {what} within the {budget:g} s budget", Failure.timeout,
+                                 clock.finish(call)) from None
         except (httpx.RemoteProtocolError, httpx.ReadError, httpx.StreamError) as e:
-            raise ModelCallError(f"the stream was cut: {e}", "infra", clock.finish(call)) from None
+            raise ModelCallError(f"the stream was cut: {e}", Failure.stream_cut, clock.finish(call)) from None
     raise AssertionError("unreachable")
+
+
+def _http_error(server: str, status: int, text: str, sent_tools: bool, call: ModelCall) -> ModelCallError:
+    failure = http_failure(status, sent_tools)
+    text = text[:300].replace("\n", " ")
+    refused = {Failure.tools_rejected: "the request with tools", Failure.prompt_rejected: "the prompt"}
+    message = (f"{server} refused {refused[failure]} ({status}): {text}" if failure in refused
+               else f"{server} answered {status}: {text}")
+    return ModelCallError(message, failure, call, status=status)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
+from agenteval.models.chat import as_count, as_object
 from agenteval.records import ModelCall
 
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
@@ -120,12 +120,12 @@ def looping(text: str, min_span: int = 400, max_unit: int = 200) -> bool:
     return False
 
 
-def usage_into(call: ModelCall, usage: dict[str, Any] | None) -> None:
-    """Fill token counts from an OpenAI-style usage object."""
-    if not usage:
-        return
-    call.prompt_tokens = usage.get("prompt_tokens", call.prompt_tokens)
-    call.completion_tokens = usage.get("completion_tokens", call.completion_tokens)
-    details = usage.get("completion_tokens_details") or {}
-    if isinstance(details, dict) and details.get("reasoning_tokens") is not None:
-        call.reasoning_tokens = details["reasoning_tokens"]
+def usage_into(call: ModelCall, usage: object) -> None:
+    """Fill token counts from an OpenAI-style usage object (what is missing stays as it was)."""
+    usage = as_object(usage)
+    prompt, completion = as_count(usage.get("prompt_tokens")), as_count(usage.get("completion_tokens"))
+    call.prompt_tokens = call.prompt_tokens if prompt is None else prompt
+    call.completion_tokens = call.completion_tokens if completion is None else completion
+    reasoning = as_count(as_object(usage.get("completion_tokens_details")).get("reasoning_tokens"))
+    if reasoning is not None:
+        call.reasoning_tokens = reasoning

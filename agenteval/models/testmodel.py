@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import NotRequired, TypedDict
 
 from agenteval.errors import BadInputError
 
@@ -50,8 +50,14 @@ def _corpus() -> list[str]:
     return texts
 
 
+class WrittenModel(TypedDict):
+    dir: str
+    parameters: int
+    gguf: NotRequired[str]  # the quantized GGUF file, when one was asked for
+
+
 def create_test_model(directory: str | Path, *, gguf: str | None = None, seed: int = 0,
-                      hidden_size: int = 256, layers: int = 2) -> dict[str, Any]:
+                      hidden_size: int = 256, layers: int = 2) -> WrittenModel:
     """Build the model in ``directory``; returns what was written (paths, sizes)."""
     try:
         import torch
@@ -90,7 +96,7 @@ def create_test_model(directory: str | Path, *, gguf: str | None = None, seed: i
     model.generation_config.do_sample = False
     model.generation_config.max_new_tokens = 256
     model.save_pretrained(out)
-    written: dict[str, Any] = {"dir": str(out), "parameters": sum(p.numel() for p in model.parameters())}
+    written = WrittenModel(dir=str(out), parameters=sum(p.numel() for p in model.parameters()))
     if gguf:
         from agenteval.models.gguf import quantize, write_gguf
 

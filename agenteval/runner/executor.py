@@ -8,24 +8,20 @@ built from one frozen ``ExecutorRequest``.
 
 from __future__ import annotations
 
-import importlib
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from importlib.metadata import entry_points
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
+from typing import TYPE_CHECKING, Callable, Mapping, Protocol, cast
 
+from agenteval import plugins
 from agenteval.errors import BadInputError
 from agenteval.records import TrialRecord
 from agenteval.runner.trial import TrialEnv, TrialSpec, run_trial
 
 if TYPE_CHECKING:
+    from agenteval.config import ProjectConfig
+    from agenteval.models.base import AgentModel
     from agenteval.task import Task
 
-ENTRY_POINT_GROUP = "agenteval.executors"
-BUILTINS = {
-    "local": "agenteval.runner.executor:create_local",
-    "ray": "agenteval.runner.ray_executor:create",
-}
 # Executors that run sandboxes in this process; the others never touch Docker on the driver.
 IN_PROCESS = {"local"}
 
@@ -48,8 +44,8 @@ class ExecutorRequest:
     address: str | None
     tasks: tuple["Task", ...]
     images: Mapping[str, str]  # task name -> sandbox image tag
-    models: Mapping[str, Any]  # model label -> the driver's model object
-    config: Any = None  # the ProjectConfig the models came from (aliases)
+    models: Mapping[str, "AgentModel"]  # model label -> the driver's model object
+    config: "ProjectConfig | None" = None  # where the models' aliases came from
     log: Callable[[str], None] = print
 
 
@@ -71,10 +67,7 @@ def create_local(request: ExecutorRequest) -> LocalExecutor:
 
 
 def executors() -> dict[str, str]:
-    found = dict(BUILTINS)
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        found[ep.name] = ep.value
-    return found
+    return plugins.registered(plugins.EXECUTORS)
 
 
 def check_executor_name(name: str) -> None:
@@ -85,6 +78,4 @@ def check_executor_name(name: str) -> None:
 def create_executor(request: ExecutorRequest) -> Executor:
     """The executor ``request.name`` names, built by its registered factory."""
     check_executor_name(request.name)
-    module, _, attr = executors()[request.name].partition(":")
-    factory: Callable[[ExecutorRequest], Executor] = getattr(importlib.import_module(module), attr)
-    return factory(request)
+    return cast(Executor, plugins.load_factory(plugins.EXECUTORS, request.name)(request))

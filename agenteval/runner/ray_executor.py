@@ -51,7 +51,7 @@ def create(request: ExecutorRequest) -> "RayExecutor":
     except ImportError:
         raise BadInputError("--executor ray needs Ray: pip install 'agenteval[ray]'") from None
     for label, model in request.models.items():
-        server = getattr(model, "server", None)
+        server = model.server
         if server is not None:
             raise ClusterError(
                 f"model {label}: agenteval starts its server ({server.cfg.engine} engine), which the Ray "

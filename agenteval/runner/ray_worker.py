@@ -23,7 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from agenteval.config import ProjectConfig
 from agenteval.errors import ClusterError
+from agenteval.models.base import AgentModel
 from agenteval.records import Fingerprint, TrialRecord
 from agenteval.runner.trial import TrialEnv, TrialSpec, run_trial
 from agenteval.sandbox.base import Sandbox
@@ -31,7 +33,7 @@ from agenteval.task import Task
 from agenteval.task.files import task_file
 
 _lock = threading.Lock()
-_models: dict[tuple[str, str], Any] = {}
+_models: dict[tuple[str, str], AgentModel] = {}
 _images: set[str] = set()
 
 
@@ -43,7 +45,7 @@ class RemoteTrial:
     run_id: str
     image: str
     fingerprint: Fingerprint  # the driver's; host and Docker fields are replaced here
-    config: Any = None  # ProjectConfig, for model aliases
+    config: ProjectConfig | None = None  # for model aliases
 
 
 @dataclass
@@ -109,7 +111,7 @@ def check_images(images: list[str]) -> dict[str, Any]:
     return out
 
 
-def _model(label: str, config: Any) -> Any:
+def _model(label: str, config: ProjectConfig | None) -> AgentModel:
     """The model client for ``label`` in this worker process (built once). A label
     re-parses to its own spec; an alias is looked up in the config that came along."""
     from agenteval.models.registry import create_model

@@ -4,7 +4,6 @@ each record as it arrives (this process is the only writer), survives Ctrl-C.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import secrets
 import signal
@@ -16,11 +15,11 @@ from pathlib import Path
 from typing import Any, Callable, Protocol
 
 from agenteval import __version__
-from agenteval.errors import BadInputError
-from agenteval.models.base import ModelSpec, base_fingerprint
-from agenteval.models.registry import create_model
+from agenteval.config import ProjectConfig, load_config
+from agenteval.errors import BadInputError, ServerStartError
+from agenteval.models.base import AgentModel, ModelSpec, base_fingerprint
 from agenteval.models.chat import ModelCallError, close_all_streams
-from agenteval.models.servers import ServerStartError
+from agenteval.models.registry import create_model
 from agenteval.records import FailureMode, Fingerprint, RunRecord, TrialRecord, utcnow
 from agenteval.runner.executor import IN_PROCESS, Executor, ExecutorRequest, check_executor_name, create_executor
 from agenteval.runner.trial import TrialEnv, TrialInterrupted, TrialSpec, failed_record
@@ -94,7 +93,8 @@ def with_budgets(task: Task, budgets: dict[str, Any]) -> Task:
     return dataclasses.replace(task, spec=task.spec.model_copy(update={"agent": agent}))
 
 
-def prepare(opts: RunOptions, log: Callable[[str], None]) -> tuple[list[Task], dict[str, Any], Any, dict[str, str], Any]:
+def prepare(opts: RunOptions, log: Callable[[str], None]
+            ) -> tuple[list[Task], dict[str, AgentModel], Any, dict[str, str], ProjectConfig]:
     """Validate everything a user can get wrong before any container starts. Returns the
     tasks, models, Docker client (None where another executor runs the sandboxes), image tags
     and project config."""
@@ -109,10 +109,8 @@ def prepare(opts: RunOptions, log: Callable[[str], None]) -> tuple[list[Task], d
     names = [t.name for t in tasks]
     if len(set(names)) != len(names):
         raise BadInputError(f"two task folders share the name {max(names, key=names.count)!r}")
-    from agenteval.config import load_config
-
     config = load_config(opts.config)
-    models: dict[str, Any] = {}
+    models: dict[str, AgentModel] = {}
     for text in opts.models:
         model = create_model(text, config)
         models[model.spec.label] = model
@@ -127,9 +125,7 @@ def prepare(opts: RunOptions, log: Callable[[str], None]) -> tuple[list[Task], d
     in_process = opts.executor in IN_PROCESS
     client = connect() if in_process else None
     for model in models.values():  # slow checks last: engine installed, model file there (or built)
-        preflight = getattr(model, "preflight", None)
-        if preflight is not None:
-            preflight(log)
+        model.preflight(log)
     if client is not None:
         images = {t.name: ensure_image(client, t.spec.sandbox.image, find_sandboxes_dir(t.path), log) for t in tasks}
     else:  # the nodes build and hold the images; the tag names the content they must have
@@ -162,7 +158,7 @@ def execute_run(opts: RunOptions, observer: RunObserver | None = None,
             executor.shutdown(cancel_pending=True)
 
 
-def _execute(opts: RunOptions, store: Store, tasks: list[Task], models: dict[str, Any], client: Any,
+def _execute(opts: RunOptions, store: Store, tasks: list[Task], models: dict[str, AgentModel], client: Any,
              images: dict[str, str], executor: Executor, observer: RunObserver,
              log: Callable[[str], None]) -> RunResult:
     """Record the run, drive its trials model by model, render the report."""
@@ -189,7 +185,7 @@ def _execute(opts: RunOptions, store: Store, tasks: list[Task], models: dict[str
     image_ids = {t.name: client.images.get(images[t.name]).id if client is not None else None for t in tasks}
     fingerprints: dict[tuple[str, str], Fingerprint] = {}
 
-    def fingerprint(model: Any) -> None:
+    def fingerprint(model: AgentModel) -> None:
         for task in tasks:
             fingerprints[(model.spec.label, task.name)] = base_fingerprint(
                 model.spec, docker_version=docker_version, image=images[task.name],
@@ -221,13 +217,12 @@ def _execute(opts: RunOptions, store: Store, tasks: list[Task], models: dict[str
                      interrupted=interrupted, skipped=len(trials) - len(todo))
 
 
-def _run_model(model: Any, group: list[TrialSpec], env: TrialEnv, executor: Executor, store: Store,
-               observer: RunObserver, fingerprint: Callable[[Any], None], log: Callable[[str], None],
+def _run_model(model: AgentModel, group: list[TrialSpec], env: TrialEnv, executor: Executor, store: Store,
+               observer: RunObserver, fingerprint: Callable[[AgentModel], None], log: Callable[[str], None],
                close_all_live: Callable[[], int]) -> bool:
     """Serve one model (start its server, warm up), run its trials, stop. True when interrupted."""
-    serving = getattr(model, "serving", None)
     try:
-        with serving(log) if serving is not None else contextlib.nullcontext():
+        with model.serving(log):
             fingerprint(model)
             return _drive(group, env, executor, store, observer, close_all_live)
     except (ServerStartError, ModelCallError) as e:

@@ -12,11 +12,11 @@ import traceback
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 from agenteval.agent import run_agent
 from agenteval.errors import AgentEvalError, SandboxError
-from agenteval.models.base import AgentContext, AgentOutcome, ModelSpec
+from agenteval.models.base import AgentContext, AgentModel, AgentOutcome, AgentStatus, ModelSpec
 from agenteval.records import FailureMode, Fingerprint, TrialRecord, utcnow
 from agenteval.sandbox.base import AGENT_UID, WORKSPACE, Sandbox
 from agenteval.task import Task, VariantSpec
@@ -47,10 +47,14 @@ class TrialEnv:
 
     run_id: str
     make_sandbox: Callable[[Task, dict[str, str]], Sandbox]
-    models: dict[str, Any]
+    models: dict[str, AgentModel]
     fingerprints: dict[tuple[str, str], Fingerprint]
     artifacts_root: Path | None = None
     cancel: threading.Event = field(default_factory=threading.Event)
+
+
+_AGENT_FAILURE = {AgentStatus.infra_error: FailureMode.infra_error, AgentStatus.model_error: FailureMode.model_error,
+                  AgentStatus.limit: FailureMode.agent_limit}
 
 
 def classify(agent: AgentOutcome | None, verify: VerifyOutcome | None, error: FailureMode | None) -> FailureMode | None:
@@ -59,12 +63,8 @@ def classify(agent: AgentOutcome | None, verify: VerifyOutcome | None, error: Fa
         return None
     if error is not None:
         return error
-    if agent is not None and agent.status == "infra_error":
-        return FailureMode.infra_error
-    if agent is not None and agent.status == "model_error":
-        return FailureMode.model_error
-    if agent is not None and agent.status == "limit":
-        return FailureMode.agent_limit
+    if agent is not None and agent.status is not AgentStatus.done:
+        return _AGENT_FAILURE[agent.status]
     if verify is None or verify.verdict is None:
         return FailureMode.verify_error
     return FailureMode.verify_failed
@@ -132,7 +132,7 @@ def run_trial(spec: TrialSpec, env: TrialEnv) -> TrialRecord:
         raise TrialInterrupted(spec.key)
     mode = classify(agent, verify, error)
     if message is None and mode is not None:
-        agent_failed = agent is not None and agent.status in ("model_error", "infra_error", "limit")
+        agent_failed = agent is not None and agent.status is not AgentStatus.done
         message = (agent.message if agent_failed and agent else None) or \
             (verify.error if verify and verify.error else None) or (agent.message if agent else None)
         if mode is FailureMode.verify_failed and verify and verify.verdict:

@@ -18,8 +18,10 @@ from typing import Any, Iterator
 import pytest
 
 from agenteval.config import ModelConfig, ProjectConfig
+from agenteval.errors import ServerStartError
+from agenteval.models.engines import create_engine
 from agenteval.models.served import ServedModel, build_served
-from agenteval.models.servers import ManagedServer, ServerStartError
+from agenteval.models.servers import ManagedServer
 from tests.conftest import FIXTURES, REPO
 
 TOOLS = [{"type": "function", "function": {"name": "write_file", "description": "Write a file",
@@ -95,9 +97,15 @@ def test_fingerprint(engine_model: ServedModel) -> None:
         assert info["server"] == "transformers serve"
 
 
+def _engine(alias: str, cfg: ModelConfig, log_dir: Path) -> ManagedServer:
+    server = create_engine(alias, cfg, None, log_dir=log_dir)
+    assert server is not None
+    return server
+
+
 def test_a_server_that_dies_while_starting_is_one_clear_error(tmp_path: Path) -> None:
     cfg = ModelConfig(engine="command", command=f"{sys.executable} -c \"print('bad flag'); raise SystemExit(3)\"")
-    server = ManagedServer("broken", cfg, None, log_dir=tmp_path)
+    server = _engine("broken", cfg, tmp_path)
     with pytest.raises(ServerStartError, match=r"exited with code 3 while starting: bad flag"):
         server.start()
 
@@ -105,7 +113,7 @@ def test_a_server_that_dies_while_starting_is_one_clear_error(tmp_path: Path) ->
 def test_a_server_that_never_answers_times_out(tmp_path: Path) -> None:
     cfg = ModelConfig(engine="command", command=f"{sys.executable} -c \"import time; time.sleep(60)\"",
                       startup_timeout_sec=1.5)
-    server = ManagedServer("silent", cfg, None, log_dir=tmp_path)
+    server = _engine("silent", cfg, tmp_path)
     t0 = time.monotonic()
     with pytest.raises(ServerStartError, match="did not answer"):
         server.start()
@@ -118,9 +126,9 @@ def test_server_dies_with_a_killed_runner(tmp_path: Path) -> None:
     script = (
         "import sys, time\n"
         "from agenteval.config import ModelConfig\n"
-        "from agenteval.models.servers import ManagedServer\n"
+        "from agenteval.models.engines import create_engine\n"
         f"cfg = ModelConfig(engine='command', health_path='/', command='{sys.executable} -m http.server {{port}} --bind 127.0.0.1')\n"
-        f"s = ManagedServer('web', cfg, None, log_dir=__import__('pathlib').Path({str(tmp_path)!r}))\n"
+        f"s = create_engine('web', cfg, None, log_dir=__import__('pathlib').Path({str(tmp_path)!r}))\n"
         "s.start()\n"
         f"open({str(pidfile)!r}, 'w').write(str(s.proc.pid))\n"
         "time.sleep(60)\n")

@@ -100,3 +100,105 @@ def test_missing_engine_model_file_is_bad_input(tmp_path: Path) -> None:
     model = build_served("m", cfg, ProjectConfig(models={"m": cfg}))
     with pytest.raises(BadInputError, match="does not exist|pip install"):
         model.preflight(lambda m: None)
+
+
+class _NotAModel:
+    """What a broken provider builds."""
+
+
+def _fake_provider(monkeypatch: pytest.MonkeyPatch, create: object) -> None:
+    import sys
+    import types
+
+    from agenteval import plugins
+
+    module = types.ModuleType("fake_provider")
+    module.create = create  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "fake_provider", module)
+    known = {**plugins.registered(plugins.MODELS), "fake": "fake_provider:create"}
+    monkeypatch.setattr(plugins, "registered", lambda group: known if group == plugins.MODELS else {})
+
+
+def test_a_plugin_provider_can_be_aliased_and_given_a_managed_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    from agenteval.config import ModelConfig, ProjectConfig
+    from agenteval.models import ChatModel, ModelRequest, ToolProtocol
+    from agenteval.models.chat import ChatResponse
+    from agenteval.models.engines.command import CommandServer
+    from agenteval.models.served import ServedModel
+    from agenteval.records import ModelCall
+
+    requests: list[ModelRequest] = []
+
+    class Echo(ChatModel):
+        def __init__(self, request: ModelRequest) -> None:
+            self.spec = request.spec
+            requests.append(request)
+
+        def chat(self, messages: object, **kw: object) -> ChatResponse:  # type: ignore[override]
+            return ChatResponse(str(self.spec.base_url), "", [], "stop", ModelCall(index=0, model="m"))
+
+        def fingerprint_info(self) -> dict[str, object]:
+            return {"echo": True}
+
+    _fake_provider(monkeypatch, Echo)
+    plain = create_model("fake:x@http://h/v1")
+    assert isinstance(plain, ServedModel) and plain.chat([]).content == "http://h/v1"
+    cfg = ModelConfig(provider="fake", engine="command", command="serve --port {port}", tools="text", name="served")
+    model = create_model("mine", ProjectConfig(models={"mine": cfg}))
+    assert isinstance(model, ServedModel) and isinstance(model.server, CommandServer)
+    assert model.tool_protocol is ToolProtocol.text and model.spec.label == "mine"
+    client = model.make_client("http://127.0.0.1:1234/v1") if model.make_client else None
+    assert client is not None and client.chat([]).content == "http://127.0.0.1:1234/v1"
+    assert requests[-1].settings is cfg and requests[-1].spec.name == "served"
+
+
+def test_a_provider_that_builds_no_model_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    _fake_provider(monkeypatch, lambda request: _NotAModel())
+    with pytest.raises(ModelSpecError, match="neither a ChatModel nor a DirectSolver"):
+        create_model("fake:x")
+
+
+def test_builtins_are_declared_once_in_pyproject() -> None:
+    import tomllib
+
+    from agenteval import plugins
+
+    declared = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())["project"]["entry-points"]
+    for group in (plugins.MODELS, plugins.EXECUTORS):
+        assert declared[group].items() <= plugins.registered(group).items()
+
+
+@pytest.mark.parametrize("status,sent_tools,failure,kind", [
+    (400, True, "tools_rejected", "infra"), (422, True, "tools_rejected", "infra"),
+    (400, False, "prompt_rejected", "model"), (413, False, "prompt_rejected", "model"),
+    (404, False, "server_error", "infra"), (500, True, "server_error", "infra"),
+])
+def test_http_statuses_are_classified_without_reading_the_message(status: int, sent_tools: bool, failure: str,
+                                                                  kind: str) -> None:
+    from agenteval.models.chat import http_failure
+
+    assert (http_failure(status, sent_tools), http_failure(status, sent_tools).kind) == (failure, kind)
+
+
+def test_stop_reasons_map_to_statuses_and_failure_modes() -> None:
+    from agenteval.agent.state import Stop, StopReason
+    from agenteval.models import AgentStatus
+
+    expected = {StopReason.done: None, StopReason.step_limit: FailureMode.agent_limit,
+                StopReason.token_limit: FailureMode.agent_limit, StopReason.time_limit: FailureMode.agent_limit,
+                StopReason.answer_cut: FailureMode.agent_limit, StopReason.model_error: FailureMode.model_error,
+                StopReason.infra_error: FailureMode.infra_error, StopReason.interrupted: FailureMode.infra_error}
+    assert set(expected) == set(StopReason)
+    for reason, mode in expected.items():
+        outcome = AgentOutcome(Stop(reason).status)
+        assert classify(outcome, _verify(False), None) is (mode or FailureMode.verify_failed)
+    assert AgentOutcome("limit").status is AgentStatus.limit
+    with pytest.raises(ValueError):
+        AgentOutcome("finished")  # type: ignore[arg-type]
+
+
+def test_an_openai_alias_needs_a_url_or_an_engine() -> None:
+    from agenteval.config import ModelConfig, ProjectConfig
+
+    with pytest.raises(ModelSpecError, match="give 'base_url'.*or 'engine'"):
+        create_model("r1", ProjectConfig(models={"r1": ModelConfig(name="deepseek-r1")}))

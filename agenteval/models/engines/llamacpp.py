@@ -1,0 +1,112 @@
+"""``engine = "llamacpp"``: llama-cpp-python's OpenAI-compatible server on a
+GGUF file. It streams no usage and no timings, but prints llama.cpp's own
+perf report to its log after each request; those figures replace tokenizer
+estimates (``complete_call``)."""
+
+from __future__ import annotations
+
+import re
+import sys
+import time
+
+from agenteval.models.base import TokenCounter
+from agenteval.models.chat import ChatResponse
+from agenteval.models.servers import ManagedServer, files_sha256, package_version
+
+_PERF = re.compile(r"llama_perf_context_print:\s+(?P<what>prompt eval|eval|total) time =\s+(?P<ms>[\d.]+) ms /\s+"
+                   r"(?P<n>\d+) (?:tokens|runs)")
+_PREFIX = re.compile(r"Llama\.generate: (?P<hit>\d+) prefix-match hit, remaining (?P<rest>\d+) prompt tokens")
+
+
+def parse_llama_perf(text: str) -> dict[str, float]:
+    """The last llama.cpp perf report in a server log: prompt_n/prompt_ms, eval runs/eval_ms,
+    and llama-cpp-python's prompt-cache line (cached + evaluated prompt tokens)."""
+    timings: dict[str, float] = {}
+    for m in _PREFIX.finditer(text):
+        timings["prompt_cached_n"] = int(m["hit"])
+        timings["prompt_total_n"] = int(m["hit"]) + int(m["rest"])
+    for m in _PERF.finditer(text):
+        key = {"prompt eval": "prompt", "eval": "eval", "total": "total"}[m["what"]]
+        timings[f"{key}_n"] = int(m["n"])
+        timings[f"{key}_ms"] = float(m["ms"])
+    if timings.get("eval_ms"):
+        timings["eval_tokens_per_s"] = timings["eval_n"] / (timings["eval_ms"] / 1000)
+    if timings.get("total_ms", 0) > timings.get("prompt_ms", 0) and timings.get("eval_n"):
+        # the generation loop as llama.cpp timed it, sampling included (eval time counts decode only)
+        timings["generation_tokens_per_s"] = timings["eval_n"] / ((timings["total_ms"] - timings["prompt_ms"]) / 1000)
+    return timings
+
+
+def use_server_perf(resp: ChatResponse, perf: dict[str, float]) -> None:
+    """llama.cpp's own counts replace tokenizer estimates. Each sent token but the last was
+    evaluated in a one-token run; a one-token prompt remainder (the rest came from the prompt
+    cache) is such a run too, and llama.cpp then prints the prompt as 1 token; the token
+    sampled after the last run is sent only when the answer stopped at max_tokens (at
+    end-of-text it is not sent)."""
+    if "eval_n" not in perf:
+        return
+    call = resp.call
+    call.server_timings = dict(perf)
+    cached_prompt = int(perf.get("prompt_n", 0)) <= 1
+    call.prompt_tokens = int(perf.get("prompt_total_n") or perf.get("prompt_n") or 0) or call.prompt_tokens
+    call.completion_tokens = (int(perf["eval_n"]) - (1 if cached_prompt else 0)
+                              + (1 if resp.finish_reason == "length" else 0))
+    call.tokens_estimated = False
+    if call.decode_s:
+        call.decode_tokens_per_s = call.completion_tokens / call.decode_s
+
+
+class LlamaCppServer(ManagedServer):
+    requires = ("llama_cpp", "agenteval[llamacpp]")
+    needs_model_file = True
+
+    def argv(self) -> list[str]:
+        return [sys.executable, "-m", "llama_cpp.server", "--model", str(self.model_path or ""),
+                "--host", "127.0.0.1", "--port", str(self.port), "--n_ctx", str(self.cfg.context),
+                "--model_alias", self.served_name(), *self.cfg.args]
+
+    def describe(self) -> dict[str, object]:
+        info: dict[str, object] = {"server": "llama-cpp-python", "server_version": package_version("llama_cpp_python")}
+        path = self.model_path
+        if path and path.is_file():
+            from agenteval.models.gguf import gguf_info
+
+            info.update(gguf_info(path))
+            info["file_bytes"] = path.stat().st_size
+            info["file_sha256"] = files_sha256([path])
+        return info
+
+    def token_counter(self) -> TokenCounter | None:
+        path = self.model_path
+        if path is None:
+            return None
+        encode: list[TokenCounter] = []
+
+        def count(text: str) -> int:
+            if not encode:
+                import llama_cpp
+
+                vocab = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
+                encode.append(lambda t: len(vocab.tokenize(t.encode("utf-8"), add_bos=False, special=False)))
+            return encode[0](text)
+
+        return count
+
+    def call_mark(self) -> int:
+        return self.log_size()
+
+    def complete_call(self, resp: ChatResponse, mark: int) -> None:
+        if not resp.call.server_timings:
+            use_server_perf(resp, self.perf_since(mark))
+
+    def perf_since(self, offset: int, wait_s: float = 1.0) -> dict[str, float]:
+        """llama.cpp's own timings of the request that ended after ``offset`` in the log
+        (llama-cpp-python prints them, it does not send them)."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            with open(self.log_path, "rb") as f:
+                f.seek(offset)
+                found = parse_llama_perf(f.read().decode("utf-8", errors="replace"))
+            if "eval_n" in found or time.monotonic() > deadline:
+                return found
+            time.sleep(0.02)
