@@ -17,6 +17,7 @@ from rich.markup import escape
 
 from agenteval import __version__
 from agenteval.errors import AgentEvalError
+from agenteval.paths import DEFAULT_DB, REPORTS_DIR, run_dir
 
 if TYPE_CHECKING:
     from agenteval.records import TrialRecord
@@ -34,12 +35,10 @@ app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(tasks_app, name="tasks")
 app.add_typer(models_app, name="models")
 
-DB_OPT = typer.Option(Path("reports/agenteval.duckdb"), "--db", envvar="AGENTEVAL_DB",
+DB_OPT = typer.Option(DEFAULT_DB, "--db", envvar="AGENTEVAL_DB",
                       help="DuckDB file the run is recorded in.")
 CONFIG_OPT = typer.Option(None, "--config", envvar="AGENTEVAL_CONFIG",
                           help="agenteval.toml with model aliases and run defaults [default: ./agenteval.toml].")
-OUT_OPT = typer.Option(Path("reports"), "--out", envvar="AGENTEVAL_OUT",
-                       help="Folder for reports: <out>/<run-id>/index.html.")
 
 
 def _version(value: bool) -> None:
@@ -71,7 +70,8 @@ def run(
     samples: Optional[int] = typer.Option(None, "--samples", "-n", envvar="AGENTEVAL_SAMPLES", min=1,
                                           help="Samples per variant (default: the task's own)."),
     concurrency: Optional[int] = typer.Option(None, "--concurrency", "-j", envvar="AGENTEVAL_CONCURRENCY", min=1,
-                                              help="Trials at once (sandboxes alive at once) [default: 1]."),
+                                              help="Trials at once (sandboxes alive at once) [default: 1, "
+                                                   "or the resumed run's]."),
     variant: list[str] = typer.Option([], "--variant", help="Only these variant ids. Repeatable."),
     resume: Optional[str] = typer.Option(None, "--resume", help="Run the trials a run RUN_ID is missing."),
     db: Optional[Path] = typer.Option(None, "--db", envvar="AGENTEVAL_DB",
@@ -85,9 +85,10 @@ def run(
     max_steps: Optional[int] = typer.Option(None, "--max-steps", min=1, help="Agent budget: model turns."),
     max_tokens: Optional[int] = typer.Option(None, "--max-tokens", min=1, help="Agent budget: total tokens."),
     agent_timeout: Optional[float] = typer.Option(None, "--agent-timeout", min=1, help="Agent budget: seconds."),
-    executor: str = typer.Option("local", "--executor", envvar="AGENTEVAL_EXECUTOR",
-                                 help="Where trials run: local (threads here) or ray (tasks on a Ray cluster; "
-                                      "pip install 'agenteval[ray]')."),
+    executor: Optional[str] = typer.Option(None, "--executor", envvar="AGENTEVAL_EXECUTOR",
+                                           help="Where trials run: local (threads here) or ray (tasks on a Ray "
+                                                "cluster; pip install 'agenteval[ray]') [default: local, or the "
+                                                "resumed run's]."),
     ray_address: Optional[str] = typer.Option(None, "--ray-address", envvar="AGENTEVAL_RAY_ADDRESS",
                                               help="With --executor ray: HOST:PORT of the head, ray://HOST:10001, "
                                                    "auto (RAY_ADDRESS or this machine's cluster) or local (start one "
@@ -96,14 +97,21 @@ def run(
     """Run every model on every task variant and sample, then write the report."""
     from agenteval.config import load_config
     from agenteval.runner import RunOptions, execute_run
+    from agenteval.runner.run import Budgets
 
     defaults = _guard(lambda: load_config(config)).run
+    budgets: Budgets = {}
+    if max_steps is not None:
+        budgets["max_steps"] = max_steps
+    if max_tokens is not None:
+        budgets["max_total_tokens"] = max_tokens
+    if agent_timeout is not None:
+        budgets["timeout_sec"] = agent_timeout
     opts = RunOptions(task_paths=list(paths or []), models=list(model), samples=samples or defaults.samples,
-                      concurrency=concurrency or defaults.concurrency or 1, variants=list(variant),
-                      db=db or Path(defaults.db or "reports/agenteval.duckdb"), out=out or Path(defaults.out or "reports"),
-                      resume=resume, config=config, retry_errors=retry_errors,
-                      budgets={k: v for k, v in (("max_steps", max_steps), ("max_total_tokens", max_tokens),
-                                                 ("timeout_sec", agent_timeout)) if v is not None},
+                      concurrency=concurrency or defaults.concurrency, variants=list(variant),
+                      db=db or (Path(defaults.db) if defaults.db else DEFAULT_DB),
+                      out=out or (Path(defaults.out) if defaults.out else REPORTS_DIR),
+                      resume=resume, config=config, retry_errors=retry_errors, budgets=budgets,
                       executor=executor, ray_address=ray_address)
     if retry_errors and not resume:
         err_console.print("[red]error:[/red] --retry-errors goes with --resume RUN_ID")
@@ -213,10 +221,10 @@ def _site_dir(store: "Store", run_ids: list[str], out: Optional[Path]) -> Path:
         return out
     if len(run_ids) == 1:
         run = store.run(run_ids[0])
-        return Path(run.config.get("out") or "reports") / run.run_id
+        return run_dir(run.config.get("out"), run.run_id)
     import hashlib
 
-    return Path("reports") / ("combined-" + hashlib.sha1(" ".join(sorted(run_ids)).encode()).hexdigest()[:8])
+    return REPORTS_DIR / ("combined-" + hashlib.sha1(" ".join(sorted(run_ids)).encode()).hexdigest()[:8])
 
 
 @app.command()

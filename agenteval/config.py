@@ -38,19 +38,17 @@ import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, model_validator
+from pydantic import Field, JsonValue, ValidationError, model_validator
 
 from agenteval.errors import BadInputError
+from agenteval.paths import TEST_MODELS_DIR
+from agenteval.settings import StrictSettings
 
 EngineName = Literal["transformers", "llamacpp", "command"]  # one module each in agenteval.models.engines
 DEFAULT_SAMPLING: dict[str, JsonValue] = {"temperature": 0.0, "seed": 0}
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ModelConfig(_Strict):
+class ModelConfig(StrictSettings):
     """One [models.ALIAS] table."""
 
     provider: str = Field(default="openai", description="A model provider registered under the agenteval.models "
@@ -85,7 +83,7 @@ class ModelConfig(_Strict):
         return self
 
 
-class RunDefaults(_Strict):
+class RunDefaults(StrictSettings):
     """[run]: defaults for `agenteval run` flags."""
 
     samples: int | None = Field(default=None, ge=1)
@@ -97,13 +95,13 @@ class RunDefaults(_Strict):
 # Built-in aliases, so a new user with no server can try the real pipeline: a tiny
 # random-weight model built on first use under reports/ (generated, git-ignored).
 BUILTIN_MODELS = {
-    "tiny": ModelConfig(engine="transformers", path="reports/models/tiny", test_model="hf", context=32768),
-    "tiny-q4": ModelConfig(engine="llamacpp", path="reports/models/tiny/model-Q4_K_M.gguf", test_model="Q4_K_M",
-                           context=16384),
+    "tiny": ModelConfig(engine="transformers", path=str(TEST_MODELS_DIR / "tiny"), test_model="hf", context=32768),
+    "tiny-q4": ModelConfig(engine="llamacpp", path=str(TEST_MODELS_DIR / "tiny" / "model-Q4_K_M.gguf"),
+                           test_model="Q4_K_M", context=16384),
 }
 
 
-class ProjectConfig(_Strict):
+class ProjectConfig(StrictSettings):
     run: RunDefaults = Field(default_factory=RunDefaults)
     models: dict[str, ModelConfig] = Field(default_factory=lambda: dict(BUILTIN_MODELS))
     path: str | None = Field(default=None, description="Where this was read from (set by the loader).")

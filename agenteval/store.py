@@ -22,16 +22,16 @@ from agenteval.errors import StoreError, UnknownRecordError
 from agenteval.migrations import (
     MIGRATIONS, VIEWS, NewerSchemaError, OutdatedSchemaError, applied, migrate, read_through, refuse_newer,
 )
+from agenteval.paths import DEFAULT_DB
 from agenteval.records import Check, ExecRecord, ModelCall, RunRecord, TrialRecord, utcnow
 
 if TYPE_CHECKING:
     import duckdb
     import pyarrow
 
-__all__ = ["DEFAULT_DB", "MIGRATIONS", "VIEWS", "NewerSchemaError", "OutdatedSchemaError", "RunSummary", "Store",
+__all__ = ["MIGRATIONS", "VIEWS", "NewerSchemaError", "OutdatedSchemaError", "RunSummary", "Store",
            "StoredRow", "sql_type", "valid_text"]
 
-DEFAULT_DB = Path("reports") / "agenteval.duckdb"
 
 # What a column holds once read back: scalars, and JSON columns parsed into lists and dicts.
 Scalar: TypeAlias = "str | int | float | bool | datetime | None"

@@ -12,11 +12,12 @@ from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from types import FrameType
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol, TypedDict, cast
 
 from agenteval import __version__
 from agenteval.config import ProjectConfig, load_config
-from agenteval.errors import BadInputError, ServerStartError
+from agenteval.errors import BadInputError, SandboxError, ServerStartError
 from agenteval.models.base import AgentModel, ModelSpec, base_fingerprint
 from agenteval.models.chat import ModelCallError, close_all_streams
 from agenteval.models.registry import create_model
@@ -24,31 +25,91 @@ from agenteval.records import FailureMode, Fingerprint, RunRecord, TrialRecord, 
 from agenteval.runner.executor import IN_PROCESS, Executor, ExecutorRequest, check_executor_name, create_executor
 from agenteval.runner.trial import TrialEnv, TrialInterrupted, TrialSpec, failed_record
 from agenteval.sandbox.base import Sandbox
-from agenteval.store import DEFAULT_DB, Store
+from agenteval.paths import DEFAULT_DB, REPORTS_DIR
+from agenteval.store import Store
 from agenteval.task import Task, load_task
 
+if TYPE_CHECKING:
+    from docker import DockerClient
 
-@dataclass
+
+class Budgets(TypedDict, total=False):
+    """Command-line budgets that replace task.toml's [agent] values."""
+
+    max_steps: int
+    max_total_tokens: int
+    timeout_sec: float
+
+
+class StoredOptions(TypedDict):
+    """RunOptions as recorded in runs.config, what --resume reads back."""
+
+    task_paths: list[str]
+    models: list[str]
+    samples: int | None
+    concurrency: int
+    variants: list[str]
+    config: str | None
+    budgets: Budgets
+    out: str
+    executor: str
+    ray_address: str | None
+
+
+@dataclass(frozen=True)
 class RunOptions:
+    """What the user asked for. ``None`` means not given: the default, or on --resume the resumed run's value."""
+
     task_paths: list[str]
     models: list[str]
     samples: int | None = None
-    concurrency: int = 1
+    concurrency: int | None = None  # trials at once (default 1)
     variants: list[str] = field(default_factory=list)
     db: Path = DEFAULT_DB
-    out: Path = Path("reports")
+    out: Path = REPORTS_DIR
     resume: str | None = None
     config: Path | None = None
     retry_errors: bool = False
-    budgets: dict[str, Any] = field(default_factory=dict)  # max_steps / max_total_tokens / timeout_sec
-    executor: str = "local"  # 'local' (threads here) or 'ray' (tasks on a Ray cluster)
+    budgets: Budgets = field(default_factory=Budgets)
+    executor: str | None = None  # 'local' (threads here, the default) or 'ray' (tasks on a Ray cluster)
     ray_address: str | None = None  # with executor='ray': HOST:PORT, ray://..., 'auto' or 'local'
 
-    def to_config(self) -> dict[str, Any]:
+    @property
+    def jobs(self) -> int:
+        return self.concurrency or 1
+
+    @property
+    def executor_name(self) -> str:
+        return self.executor or "local"
+
+    def to_config(self) -> StoredOptions:
         return {"task_paths": self.task_paths, "models": self.models, "samples": self.samples,
-                "concurrency": self.concurrency, "variants": self.variants,
+                "concurrency": self.jobs, "variants": self.variants,
                 "config": str(self.config) if self.config else None, "budgets": self.budgets,
-                "out": str(self.out), "executor": self.executor, "ray_address": self.ray_address}
+                "out": str(self.out), "executor": self.executor_name, "ray_address": self.ray_address}
+
+    def resumed(self, stored: Mapping[str, Any]) -> "RunOptions":
+        """The options of the run being resumed, with every flag given now winning over its stored value."""
+        cfg = cast(StoredOptions, {**self.to_config(), **stored})
+        return dataclasses.replace(
+            self, task_paths=cfg["task_paths"], models=cfg["models"], samples=cfg["samples"],
+            variants=cfg["variants"], budgets=cfg["budgets"] or {},
+            concurrency=self.concurrency if self.concurrency is not None else cfg["concurrency"],
+            config=self.config or (Path(cfg["config"]) if cfg["config"] else None),
+            executor=self.executor if self.executor is not None else cfg["executor"],
+            ray_address=self.ray_address or cfg["ray_address"])
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """Everything checked before any container starts: what runs, on what, where."""
+
+    opts: RunOptions
+    tasks: list[Task]
+    models: dict[str, AgentModel]  # by label, in the order given
+    client: "DockerClient | None"  # None where another executor runs the sandboxes
+    images: dict[str, str]  # task name -> image tag
+    config: ProjectConfig
 
 
 @dataclass
@@ -85,26 +146,23 @@ def plan(tasks: list[Task], models: list[ModelSpec], samples: int | None, varian
             for s in range(samples or task.spec.samples)]
 
 
-def with_budgets(task: Task, budgets: dict[str, Any]) -> Task:
+def with_budgets(task: Task, budgets: Budgets) -> Task:
     """The task with command-line budgets in place of task.toml's [agent] values."""
     if not budgets:
         return task
-    agent = task.spec.agent.model_copy(update=budgets)
+    agent = task.spec.agent.model_copy(update=dict(budgets))
     return dataclasses.replace(task, spec=task.spec.model_copy(update={"agent": agent}))
 
 
-def prepare(opts: RunOptions, log: Callable[[str], None]
-            ) -> tuple[list[Task], dict[str, AgentModel], Any, dict[str, str], ProjectConfig]:
-    """Validate everything a user can get wrong before any container starts. Returns the
-    tasks, models, Docker client (None where another executor runs the sandboxes), image tags
-    and project config."""
+def prepare(opts: RunOptions, log: Callable[[str], None]) -> RunPlan:
+    """Validate everything a user can get wrong before any container starts."""
     if not opts.task_paths:
         raise BadInputError("no task given: agenteval run tasks/folder --model oracle")
     if not opts.models:
         raise BadInputError("no model given: add --model oracle (or provider:name[@url])")
-    if opts.concurrency < 1:
+    if opts.jobs < 1:
         raise BadInputError("--concurrency must be at least 1")
-    check_executor_name(opts.executor)
+    check_executor_name(opts.executor_name)
     tasks = [with_budgets(load_task(p), opts.budgets) for p in opts.task_paths]
     names = [t.name for t in tasks]
     if len(set(names)) != len(names):
@@ -122,8 +180,7 @@ def prepare(opts: RunOptions, log: Callable[[str], None]
     from agenteval.sandbox.engine import connect
     from agenteval.sandbox.images import ensure_image, find_sandboxes_dir, image_tag
 
-    in_process = opts.executor in IN_PROCESS
-    client = connect() if in_process else None
+    client = connect() if opts.executor_name in IN_PROCESS else None
     for model in models.values():  # slow checks last: engine installed, model file there (or built)
         model.preflight(log)
     if client is not None:
@@ -131,7 +188,7 @@ def prepare(opts: RunOptions, log: Callable[[str], None]
     else:  # the nodes build and hold the images; the tag names the content they must have
         images = {t.name: t.spec.sandbox.image if ":" in t.spec.sandbox.image
                   else image_tag(t.spec.sandbox.image, find_sandboxes_dir(t.path)) for t in tasks}
-    return tasks, models, client, images, config
+    return RunPlan(opts, tasks, models, client, images, config)
 
 
 def execute_run(opts: RunOptions, observer: RunObserver | None = None,
@@ -139,76 +196,60 @@ def execute_run(opts: RunOptions, observer: RunObserver | None = None,
     observer = observer or _Silent()
     with Store(opts.db) as store:
         if opts.resume:
-            previous = store.run(opts.resume)
-            cfg = previous.config
-            opts = RunOptions(task_paths=cfg["task_paths"], models=cfg["models"], samples=cfg["samples"],
-                              concurrency=opts.concurrency if opts.concurrency > 1 else cfg["concurrency"],
-                              variants=cfg["variants"], db=opts.db, out=opts.out, resume=opts.resume,
-                              config=opts.config or (Path(cfg["config"]) if cfg.get("config") else None),
-                              retry_errors=opts.retry_errors, budgets=cfg.get("budgets") or {},
-                              executor=opts.executor if opts.executor != "local" else cfg.get("executor", "local"),
-                              ray_address=opts.ray_address or cfg.get("ray_address"))
-        tasks, models, client, images, config = prepare(opts, log)
+            opts = opts.resumed(store.run(opts.resume).config)
+        run_plan = prepare(opts, log)
         executor = executor or create_executor(ExecutorRequest(
-            name=opts.executor, concurrency=opts.concurrency, address=opts.ray_address, tasks=tuple(tasks),
-            images=images, models=models, config=config, log=log))
+            name=opts.executor_name, concurrency=opts.jobs, address=opts.ray_address, tasks=tuple(run_plan.tasks),
+            images=run_plan.images, models=run_plan.models, config=run_plan.config, log=log))
         try:
-            return _execute(opts, store, tasks, models, client, images, executor, observer, log)
+            return _execute(run_plan, _Committer(store, observer, executor, log))
         finally:
             executor.shutdown(cancel_pending=True)
 
 
-def _execute(opts: RunOptions, store: Store, tasks: list[Task], models: dict[str, AgentModel], client: Any,
-             images: dict[str, str], executor: Executor, observer: RunObserver,
-             log: Callable[[str], None]) -> RunResult:
+@dataclass(frozen=True)
+class _Committer:
+    """Where finished trials go and what drives them: the one writer's side of a run."""
+
+    store: Store
+    observer: RunObserver
+    executor: Executor
+    log: Callable[[str], None]
+
+
+def _execute(run_plan: RunPlan, sink: _Committer) -> RunResult:
     """Record the run, drive its trials model by model, render the report."""
+    opts, store, tasks, models = run_plan.opts, sink.store, run_plan.tasks, run_plan.models
     if opts.resume and opts.retry_errors:  # after every check passed: nothing is lost to a typo
         n = store.forget_trials(opts.resume, "infra_error")
-        log(f"running {n} trials that ended in infra_error again")
-    from agenteval.sandbox.docker import DockerSandbox, close_all_live
-    from agenteval.sandbox.engine import server_version
-
+        sink.log(f"running {n} trials that ended in infra_error again")
     run_id = opts.resume or new_run_id()
     run = RunRecord(run_id=run_id, started_at=utcnow(), agenteval_version=__version__,
-                    models=[m.spec.label for m in models.values()], tasks=[t.name for t in tasks],
+                    models=list(models), tasks=[t.name for t in tasks],
                     samples=opts.samples or max(t.spec.samples for t in tasks),
-                    concurrency=opts.concurrency, config=opts.to_config())
+                    concurrency=opts.jobs, config=dict(opts.to_config()))
     if opts.resume:
         run = run.model_copy(update={"started_at": store.run(run_id).started_at})
     store.save_run(run)
     trials = plan(tasks, [m.spec for m in models.values()], opts.samples, opts.variants)
     done = store.committed_keys(run_id)
     todo = [t for t in trials if t.key not in done]
-    observer.planned(len(todo), len(trials) - len(todo))
-
-    docker_version = server_version(client) if client is not None else None
-    image_ids = {t.name: client.images.get(images[t.name]).id if client is not None else None for t in tasks}
-    fingerprints: dict[tuple[str, str], Fingerprint] = {}
-
-    def fingerprint(model: AgentModel) -> None:
-        for task in tasks:
-            fingerprints[(model.spec.label, task.name)] = base_fingerprint(
-                model.spec, docker_version=docker_version, image=images[task.name],
-                image_id=image_ids[task.name], model_info=model.fingerprint_info())
-
-    def make_sandbox(task: Task, labels: dict[str, str]) -> Sandbox:
-        return DockerSandbox.for_spec(client, images[task.name], task.spec.sandbox, labels)
+    sink.observer.planned(len(todo), len(trials) - len(todo))
 
     out_dir = opts.out / run_id
-    env = TrialEnv(run_id=run_id, make_sandbox=make_sandbox, models=models, fingerprints=fingerprints,
-                   artifacts_root=out_dir / "artifacts")
+    env = TrialEnv(run_id=run_id, make_sandbox=_sandbox_factory(run_plan), models=models,
+                   fingerprints={}, artifacts_root=out_dir / "artifacts")
+    fingerprint = _fingerprinter(run_plan, env.fingerprints)
     interrupted = False
     try:
         for label, model in models.items():  # one model at a time: one server on the GPU
             group = [t for t in todo if t.model.label == label]
-            if not group:
-                continue
-            interrupted = _run_model(model, group, env, executor, store, observer, fingerprint, log,
-                                     close_all_live)
+            if group:
+                interrupted = _run_model(model, group, env, sink, fingerprint)
             if interrupted:
                 break
     finally:
-        executor.shutdown(cancel_pending=True)
+        sink.executor.shutdown(cancel_pending=True)
     store.finish_run(run_id, "interrupted" if interrupted else "completed")
     from agenteval.report import render_run
 
@@ -217,34 +258,66 @@ def _execute(opts: RunOptions, store: Store, tasks: list[Task], models: dict[str
                      interrupted=interrupted, skipped=len(trials) - len(todo))
 
 
-def _run_model(model: AgentModel, group: list[TrialSpec], env: TrialEnv, executor: Executor, store: Store,
-               observer: RunObserver, fingerprint: Callable[[AgentModel], None], log: Callable[[str], None],
-               close_all_live: Callable[[], int]) -> bool:
+def _sandbox_factory(run_plan: RunPlan) -> Callable[[Task, dict[str, str]], Sandbox]:
+    from agenteval.sandbox.docker import DockerSandbox
+
+    client, images = run_plan.client, run_plan.images
+
+    def make_sandbox(task: Task, labels: dict[str, str]) -> Sandbox:
+        if client is None:
+            raise SandboxError("this executor starts sandboxes on its own nodes, not in the driver")
+        return DockerSandbox.for_spec(client, images[task.name], task.spec.sandbox, labels)
+
+    return make_sandbox
+
+
+def _fingerprinter(run_plan: RunPlan, into: dict[tuple[str, str], Fingerprint]) -> Callable[[AgentModel], None]:
+    """Records a model's fingerprint for every task (after its server started: it reports what it serves)."""
+    from agenteval.sandbox.engine import server_version
+
+    client, images = run_plan.client, run_plan.images
+    docker_version = server_version(client) if client is not None else None
+    image_ids = {t.name: client.images.get(images[t.name]).id if client is not None else None
+                 for t in run_plan.tasks}
+
+    def fingerprint(model: AgentModel) -> None:
+        for task in run_plan.tasks:
+            into[(model.spec.label, task.name)] = base_fingerprint(
+                model.spec, docker_version=docker_version, image=images[task.name],
+                image_id=image_ids[task.name], model_info=model.fingerprint_info())
+
+    return fingerprint
+
+
+def _run_model(model: AgentModel, group: list[TrialSpec], env: TrialEnv, sink: _Committer,
+               fingerprint: Callable[[AgentModel], None]) -> bool:
     """Serve one model (start its server, warm up), run its trials, stop. True when interrupted."""
     try:
-        with model.serving(log):
+        with model.serving(sink.log):
             fingerprint(model)
-            return _drive(group, env, executor, store, observer, close_all_live)
+            return _drive(group, env, sink)
     except (ServerStartError, ModelCallError) as e:
-        log(f"{model.spec.label}: {e}; its {len(group)} trials are recorded as infra_error")
+        sink.log(f"{model.spec.label}: {e}; its {len(group)} trials are recorded as infra_error")
         fingerprint(model)
         for spec in group:
             record = failed_record(spec, env, FailureMode.infra_error, f"model unavailable: {e}")
-            store.commit_trial(record)
-            observer.trial_done(record)
+            sink.store.commit_trial(record)
+            sink.observer.trial_done(record)
         return False
 
 
-def _drive(todo: list[TrialSpec], env: TrialEnv, executor: Executor, store: Store,
-           observer: RunObserver, close_all_live: Callable[[], int]) -> bool:
+def _drive(todo: list[TrialSpec], env: TrialEnv, sink: _Committer) -> bool:
     """Submit trials and commit each as it finishes. Returns True when interrupted."""
+    from agenteval.sandbox.docker import close_all_live
+
+    executor = sink.executor
     pending: set[Future[TrialRecord]] = {executor.submit(spec, env) for spec in todo}
     previous = _sigterm_as_interrupt()
     try:
         while pending:
             finished, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
             for fut in finished:
-                _commit(fut, store, observer)
+                _commit(fut, sink)
         return False
     except KeyboardInterrupt:
         old = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not skip the cleanup
@@ -257,7 +330,7 @@ def _drive(todo: list[TrialSpec], env: TrialEnv, executor: Executor, store: Stor
             executor.shutdown(cancel_pending=True)
             for fut in pending:
                 if fut.done() and not fut.cancelled():
-                    _commit(fut, store, observer)
+                    _commit(fut, sink)
             close_all_live()
         finally:
             signal.signal(signal.SIGINT, old)
@@ -267,20 +340,21 @@ def _drive(todo: list[TrialSpec], env: TrialEnv, executor: Executor, store: Stor
             signal.signal(signal.SIGTERM, previous)
 
 
-def _commit(fut: "Future[TrialRecord]", store: Store, observer: RunObserver) -> None:
+def _commit(fut: "Future[TrialRecord]", sink: _Committer) -> None:
     try:
         record = fut.result()
     except TrialInterrupted:
         return  # cut short by Ctrl-C: not a result; --resume runs it again
-    store.commit_trial(record)
-    observer.trial_done(record)
+    sink.store.commit_trial(record)
+    sink.observer.trial_done(record)
 
 
-def _sigterm_as_interrupt() -> Any:
+def _sigterm_as_interrupt() -> "signal._HANDLER":
+    """Let SIGTERM stop a run as Ctrl-C does (records kept, sandboxes removed); the previous handler."""
     if threading.current_thread() is not threading.main_thread():
         return None
 
-    def handler(signum: int, frame: Any) -> None:
+    def handler(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
     return signal.signal(signal.SIGTERM, handler)

@@ -4,6 +4,7 @@ variant. A task that fails this measures nothing (CI runs it on every task).
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,9 +39,9 @@ def validate_tasks(paths: list[str], repeat: int = 1, concurrency: int = 1, db: 
                    log: Callable[[str], None] = print) -> list[VariantValidation]:
     with tempfile.TemporaryDirectory(prefix="agenteval-validate-") as tmp:
         store = db or Path(tmp) / "validate.duckdb"
-        common = dict(task_paths=paths, concurrency=concurrency, db=store, out=Path(tmp) / "reports")
-        oracle = execute_run(RunOptions(models=["oracle"], samples=repeat, **common), observer, log)  # type: ignore[arg-type]
-        nop = execute_run(RunOptions(models=["nop"], samples=1, **common), observer, log)  # type: ignore[arg-type]
+        common = RunOptions(task_paths=paths, models=[], concurrency=concurrency, db=store, out=Path(tmp) / "reports")
+        oracle = execute_run(dataclasses.replace(common, models=["oracle"], samples=repeat), observer, log)
+        nop = execute_run(dataclasses.replace(common, models=["nop"], samples=1), observer, log)
     rows: dict[tuple[str, str], VariantValidation] = {}
     for r in oracle.records + nop.records:
         row = rows.setdefault((r.task, r.variant), VariantValidation(r.task, r.variant, repeat))
