@@ -86,6 +86,14 @@ class ToolProtocol(StrEnum):
     text = "text"  # fenced blocks in plain text (prompts.TEXT_SYSTEM)
 
 
+class ToolSupport(StrEnum):
+    """Whether a server honours native tool calls, as far as it can be known before the first call."""
+
+    yes = "yes"  # it says so (llama-server's /props chat_template_caps) or answered a tool call
+    no = "no"  # it drops or refuses tools (llama-cpp-python ignores them; a template without tool support)
+    unknown = "unknown"  # nothing tells: try native, fall back on what the first answers show
+
+
 class AgentStatus(StrEnum):
     """How the agent phase ended (``classify`` turns it into a failure mode)."""
 
@@ -172,6 +180,10 @@ class ChatModel(Model):
              max_tokens: int | None = None, timeout_s: float | None = None) -> ChatResponse:
         """One streamed call, measured. ``timeout_s`` is the whole call's budget. Raises
         ModelCallError (its ``call`` holds what was measured)."""
+
+    def tool_support(self) -> ToolSupport:
+        """What the server is known to do with native tools (ask after ``start``); providers that can tell override."""
+        return ToolSupport.unknown
 
     def warm_up(self) -> None:
         self.chat(WARM_UP, max_tokens=8, timeout_s=120)

@@ -77,13 +77,25 @@ class ToolCall:
         return value
 
 
+class CallStop(StrEnum):
+    """Why an answer ended. Every stop but ``complete`` keeps what the model produced so far."""
+
+    complete = "complete"  # the model finished its answer (or called tools)
+    length = "length"  # the token cap (max_tokens), by the server or by the client
+    budget = "budget"  # the call's time budget ran out after the answer had begun
+    repetition = "repetition"  # the loop guard stopped a model repeating itself
+
+
 @dataclass
 class ChatResponse:
+    """One answer, whole or partial (``stop`` says which); ``call`` holds its telemetry."""
+
     content: str
     reasoning: str
     tool_calls: list[ToolCall]
     finish_reason: str | None
     call: ModelCall
+    stop: CallStop = CallStop.complete
 
 
 class ModelCallError(AgentEvalError):
