@@ -95,9 +95,19 @@ _M2 = (
     f"CREATE OR REPLACE VIEW call_telemetry AS {_CALL_TELEMETRY_2}",
 )
 
+# -- 3: what the agent did (records schema 2) -----------------------------------------
+# Older trials keep NULL: how their agent ended was not recorded.
+_M3 = (
+    "ALTER TABLE trials ADD COLUMN IF NOT EXISTS agent_stop VARCHAR",
+    "ALTER TABLE trials ADD COLUMN IF NOT EXISTS agent_steps BIGINT",
+    "ALTER TABLE trials ADD COLUMN IF NOT EXISTS tool_protocol VARCHAR",
+    "ALTER TABLE trials ADD COLUMN IF NOT EXISTS actions_run BIGINT",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "tables derived from the record models", _M1),
     Migration(2, "views trial_totals and call_telemetry, index on trials.run_id", _M2),
+    Migration(3, "trials: agent_stop, agent_steps, tool_protocol, actions_run", _M3),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: agent_stop, agent_steps, tool_protocol, actions_run
 
 
 def utcnow() -> datetime:
@@ -37,6 +37,29 @@ class FailureMode(str, Enum):
     agent_limit = "agent_limit"
     verify_error = "verify_error"            # no verdict, and no solution code had run
     verify_failed = "verify_failed"          # a failing verdict, or interference after solution code ran
+
+
+class StopReason(str, Enum):
+    """Why the agent phase ended (made by the agent, kept as ``TrialRecord.agent_stop``)."""
+
+    done = "done"  # the model called done, or answered without acting
+    step_limit = "step_limit"
+    token_limit = "token_limit"
+    time_limit = "time_limit"
+    answer_cut = "answer_cut"  # the answer stopped at the per-call token cap with nothing to act on
+    repetition = "repetition"  # the loop guard stopped a model repeating itself
+    model_error = "model_error"
+    infra_error = "infra_error"
+    interrupted = "interrupted"  # the run was cancelled (Ctrl-C)
+    solver = "solver"  # oracle or nop: no agent loop ran
+
+
+class ToolProtocol(str, Enum):
+    """How a chat model is offered tools (``TrialRecord.tool_protocol``: the one the trial ended with)."""
+
+    auto = "auto"  # native tool calls while the server honours them, else the text protocol
+    native = "native"  # tool schemas in the request, tool calls in the answer
+    text = "text"  # fenced blocks in plain text (agent/prompts.py)
 
 
 class Check(BaseModel):
@@ -159,6 +182,12 @@ class TrialRecord(BaseModel):
     agent_s: float = 0.0
     verify_s: float = 0.0
     teardown_s: float = 0.0
+    agent_stop: StopReason | None = Field(default=None, description="Why the agent phase ended (None: it never ran).")
+    agent_steps: int | None = Field(default=None, description="Model turns the agent took.")
+    tool_protocol: ToolProtocol | None = Field(default=None, description="The tool protocol the agent ended with "
+                                               "(a switch from native to text is said in the transcript).")
+    actions_run: int | None = Field(default=None, description="Commands run and files written on the model's "
+                                                             "behalf; 0: nothing the model wrote ever acted.")
     verdict: Verdict | None = None
     execs: list[ExecRecord] = Field(default_factory=list)
     model_calls: list[ModelCall] = Field(default_factory=list, description="Telemetry of every model call.")

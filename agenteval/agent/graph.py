@@ -25,11 +25,12 @@ from typing import TYPE_CHECKING, Callable, Literal, cast
 
 from agenteval.agent.prompts import NATIVE_SYSTEM, TEXT_SYSTEM
 from agenteval.agent.single_shot import extract_files
-from agenteval.agent.state import AgentRuntime, AgentState, AgentUpdate, PendingCall, Stop, StopReason
+from agenteval.agent.state import AgentRuntime, AgentState, AgentUpdate, PendingCall, Stop
 from agenteval.agent.tools import TOOLS, run_tool
 from agenteval.errors import TaskError
-from agenteval.models.base import AgentContext, AgentOutcome, ChatModel, ToolProtocol
+from agenteval.models.base import AgentContext, AgentOutcome, ChatModel
 from agenteval.models.chat import ChatResponse, ErrorKind, Failure, Message, ModelCallError
+from agenteval.records import StopReason, ToolProtocol
 
 if TYPE_CHECKING:
     from langgraph.graph.state import CompiledStateGraph

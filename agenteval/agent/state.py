@@ -14,25 +14,14 @@ from typing import Annotated, Literal, TypedDict
 from agenteval.models.base import AgentStatus
 from agenteval.models.chat import Message
 from agenteval.records import ModelCall
-
-
-class StopReason(StrEnum):
-    """Why the agent loop ended."""
-
-    done = "done"  # the model called done, or answered without acting
-    step_limit = "step_limit"
-    token_limit = "token_limit"
-    time_limit = "time_limit"
-    answer_cut = "answer_cut"  # the answer stopped at the per-call token cap with nothing to act on
-    model_error = "model_error"
-    infra_error = "infra_error"
-    interrupted = "interrupted"  # the run was cancelled (Ctrl-C)
+from agenteval.records import StopReason as StopReason  # re-exported for task graph.py files
 
 
 _STATUS = {StopReason.done: AgentStatus.done, StopReason.step_limit: AgentStatus.limit,
            StopReason.token_limit: AgentStatus.limit, StopReason.time_limit: AgentStatus.limit,
            StopReason.answer_cut: AgentStatus.limit, StopReason.model_error: AgentStatus.model_error,
-           StopReason.infra_error: AgentStatus.infra_error, StopReason.interrupted: AgentStatus.infra_error}
+           StopReason.infra_error: AgentStatus.infra_error, StopReason.interrupted: AgentStatus.infra_error,
+           StopReason.repetition: AgentStatus.limit, StopReason.solver: AgentStatus.done}
 
 
 @dataclass(frozen=True)

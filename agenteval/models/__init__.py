@@ -12,8 +12,8 @@ from agenteval.models.base import (
                                    Model,
                                    ModelRequest,
                                    ModelSpec,
-                                   ToolProtocol,
 )
+from agenteval.records import ToolProtocol
 from agenteval.models.registry import create_model, providers
 
 __all__ = ["AgentContext", "AgentModel", "AgentOutcome", "AgentStatus", "ChatModel", "DirectSolver", "Model",

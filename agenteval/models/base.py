@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Callable, Iterator, TypeAlias
 
 from agenteval.errors import ModelSpecError
 from agenteval.models.chat import ChatResponse, Message, ToolSchema
-from agenteval.records import Fingerprint, ModelCall
+from agenteval.records import Fingerprint, ModelCall, StopReason, ToolProtocol
 from agenteval.sandbox.base import Sandbox
 from agenteval.task import Task, VariantSpec
 from agenteval.task.spec import AgentSpec
@@ -78,14 +78,6 @@ class ModelRequest:
     token_counter: TokenCounter | None = None  # the model's tokenizer, where the engine knows it
 
 
-class ToolProtocol(StrEnum):
-    """How a chat model is offered tools."""
-
-    auto = "auto"  # native tool calls; the text protocol when the server refuses tools
-    native = "native"  # tool schemas in the request, tool calls in the answer
-    text = "text"  # fenced blocks in plain text (prompts.TEXT_SYSTEM)
-
-
 class ToolSupport(StrEnum):
     """Whether a server honours native tool calls, as far as it can be known before the first call."""
 
@@ -123,6 +115,10 @@ class AgentOutcome:
     message: str = ""
     model_calls: list[ModelCall] = field(default_factory=list)
     transcript: list[dict[str, object]] = field(default_factory=list)
+    stop: StopReason = StopReason.solver  # why it ended, finer than ``status``
+    steps: int = 0  # model turns
+    tool_protocol: ToolProtocol | None = None  # the protocol it ended with (None: no chat loop)
+    actions_run: int = 0  # commands run and files written on the model's behalf
 
     def __post_init__(self) -> None:
         self.status = AgentStatus(self.status)  # a plain 'done' is accepted and checked

@@ -13,7 +13,8 @@ import time
 from typing import Callable, Iterator, Mapping
 
 from agenteval.errors import ModelSpecError
-from agenteval.models.base import ChatModel, ModelRequest, ModelSpec, TokenCounter, ToolProtocol
+from agenteval.models.base import ChatModel, ModelRequest, ModelSpec, TokenCounter
+from agenteval.records import ToolProtocol
 from agenteval.models.chat import (
     ChatResponse,
     Failure,

@@ -12,7 +12,8 @@ from typing import Callable
 
 from agenteval.config import ModelConfig, ProjectConfig
 from agenteval.errors import ModelSpecError
-from agenteval.models.base import WARM_UP, ChatModel, Log, ModelSpec, TokenCounter, ToolProtocol
+from agenteval.models.base import WARM_UP, ChatModel, Log, ModelSpec, TokenCounter
+from agenteval.records import ToolProtocol
 from agenteval.models.chat import ChatResponse, Message, ToolSchema
 from agenteval.models.servers import ManagedServer
 from agenteval.models.testmodel import is_random_test_model

@@ -146,6 +146,8 @@ def run_trial(spec: TrialSpec, env: TrialEnv) -> TrialRecord:
         started_at=started, finished_at=utcnow(), duration_s=round(time.monotonic() - t0, 4),
         setup_s=phases["setup_s"], agent_s=phases["agent_s"], verify_s=phases["verify_s"],
         teardown_s=phases["teardown_s"],
+        agent_stop=agent.stop if agent else None, agent_steps=agent.steps if agent else None,
+        tool_protocol=agent.tool_protocol if agent else None, actions_run=agent.actions_run if agent else None,
         verdict=verdict, execs=list(sandbox.execs) if sandbox else [],
         model_calls=agent.model_calls if agent else [], transcript=agent.transcript if agent else [],
         artifacts=verify.artifacts if verify else [],

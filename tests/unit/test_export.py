@@ -12,7 +12,7 @@ import pytest
 from agenteval.errors import BadInputError, StoreError
 from agenteval.export import PARQUET_TABLES, export_runs, json_line, read_jsonl, xml_text
 from agenteval.records import (
-    Check, ExecRecord, FailureMode, Fingerprint, ModelCall, RunRecord, TrialRecord, Verdict, utcnow,
+    SCHEMA_VERSION, Check, ExecRecord, FailureMode, Fingerprint, ModelCall, RunRecord, TrialRecord, Verdict, utcnow,
 )
 from agenteval.store import Store
 
@@ -109,7 +109,7 @@ def test_jsonl_round_trips_every_trial_in_order(store: Store, tmp_path: Path) ->
     assert out == tmp_path / "sub" / "trials.jsonl"
     got = list(read_jsonl(out))  # the reader checks each line's schema_version
     assert got == store.trials("r2") + store.trials("r1")
-    assert len(got) == 8 and got[0].schema_version == 1
+    assert len(got) == 8 and got[0].schema_version == SCHEMA_VERSION == 2
     assert [(t.run_id, t.task, t.sample) for t in got[:4]] == [("r2", "a", 0), ("r2", "a", 1),
                                                                ("r2", "b", 0), ("r2", "b", 1)]
 
@@ -136,7 +136,7 @@ def test_jsonl_reader_takes_a_stream_and_refuses_a_newer_record() -> None:
     rec = trial("r1", "a")
     assert list(read_jsonl(io.StringIO(json_line(rec) + "\n"))) == [rec]
     newer = json_line(rec.model_copy(update={"schema_version": SCHEMA_VERSION + 1}))
-    with pytest.raises(NewerSchemaError, match="<jsonl>:2: .*schema_version 2"):
+    with pytest.raises(NewerSchemaError, match=f"<jsonl>:2: .*schema_version {SCHEMA_VERSION + 1}"):
         list(read_jsonl(io.StringIO(json_line(rec) + "\n" + newer + "\n")))
 
 

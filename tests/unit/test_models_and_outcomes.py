@@ -187,7 +187,8 @@ def test_stop_reasons_map_to_statuses_and_failure_modes() -> None:
     expected = {StopReason.done: None, StopReason.step_limit: FailureMode.agent_limit,
                 StopReason.token_limit: FailureMode.agent_limit, StopReason.time_limit: FailureMode.agent_limit,
                 StopReason.answer_cut: FailureMode.agent_limit, StopReason.model_error: FailureMode.model_error,
-                StopReason.infra_error: FailureMode.infra_error, StopReason.interrupted: FailureMode.infra_error}
+                StopReason.infra_error: FailureMode.infra_error, StopReason.interrupted: FailureMode.infra_error,
+                StopReason.repetition: FailureMode.agent_limit, StopReason.solver: None}
     assert set(expected) == set(StopReason)
     for reason, mode in expected.items():
         outcome = AgentOutcome(Stop(reason).status)

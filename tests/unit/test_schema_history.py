@@ -220,7 +220,7 @@ def test_a_failing_migration_is_a_store_error_and_leaves_the_ledger(tmp_path: Pa
     broken = Migration(LATEST + 1, "broken", ("ALTER TABLE trials ADD COLUMN extra INTEGER", "SELECT nope"))
     monkeypatch.setattr(migrations, "MIGRATIONS", (*MIGRATIONS, broken))
     monkeypatch.setattr(migrations, "LATEST", LATEST + 1)
-    with pytest.raises(StoreError, match="migration 3 \\(broken\\) failed"):
+    with pytest.raises(StoreError, match=f"migration {LATEST + 1} \\(broken\\) failed"):
         Store(db)
     con = duckdb.connect(str(db), read_only=True)
     assert con.execute("SELECT max(version) FROM schema_migrations").fetchone() == (LATEST,)
@@ -235,7 +235,7 @@ def test_jsonl_reader_checks_schema_version(tmp_path: Path) -> None:
 
     line = trial().model_dump_json()
     (tmp_path / "ok.jsonl").write_text(line + "\n\n" + line + "\n")
-    assert [r.schema_version for r in read_jsonl(tmp_path / "ok.jsonl")] == [1, 1]
+    assert [r.schema_version for r in read_jsonl(tmp_path / "ok.jsonl")] == [SCHEMA_VERSION, SCHEMA_VERSION]
     newer = json.dumps({**json.loads(line), "schema_version": SCHEMA_VERSION + 1})
     (tmp_path / "new.jsonl").write_text(line + "\n" + newer + "\n")
     with pytest.raises(NewerSchemaError, match="new.jsonl:2: .*newer agenteval") as err:
