@@ -4,7 +4,9 @@ Times the DuckDB ingest (``Store.commit_trials``, target <= 2 s), the full
 static-site render from a cold folder (``agenteval report``'s work: leaderboard,
 task, pair and list pages and one page per trial; target <= 3 s), the same
 render again (trial pages of unchanged trials are kept), and prints the size of
-the index page, which must stay small however many trials a run has.
+the index page, which must stay small however many trials a run has. The CPU
+time of the render (this process and its helper processes) is printed beside
+its wall time: on a shared machine it moves far less with the load of others.
 
     python3 bench/report_scale.py [--trials 10000] [--calls 10] [--rounds 3]
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import resource
 import shutil
 import statistics
 import sys
@@ -50,7 +53,7 @@ def synthesize(run_id: str, n_trials: int, calls: int, seed: int = 0) -> list[Tr
                                  decode_s=rng.uniform(1, 10), decode_tokens_per_s=rng.uniform(10, 80) * (1 + MODELS.index(model)),
                                  e2e_s=rng.uniform(1, 12), finish_reason="tool_calls", server_timings={"predicted_ms": 1234.5})
                        for j in range(calls)]
-        transcript = [{"role": "system", "content": "You are an agent."}, {"role": "user", "content": "Do the task."}]
+        transcript: list[dict[str, object]] = [{"role": "system", "content": "You are an agent."}, {"role": "user", "content": "Do the task."}]
         for j in range(calls):
             transcript.append({"role": "assistant", "content": f"step {j}", "reasoning": "thinking " * 20,
                                "tool_calls": [{"id": f"c{j}", "name": "bash", "arguments": '{"command": "ls -la"}'}]})
@@ -70,6 +73,12 @@ def synthesize(run_id: str, n_trials: int, calls: int, seed: int = 0) -> list[Tr
     return records
 
 
+def cpu_seconds() -> float:
+    """User and system time of this process and of its waited-for children (the render's helpers)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trials", type=int, default=10_000)
@@ -81,7 +90,7 @@ def main() -> None:
     records = synthesize(run_id, args.trials, args.calls)
     print(f"synthesized {len(records)} trials with {sum(len(r.model_calls) for r in records)} model calls "
           f"in {time.perf_counter() - t:.1f} s")
-    ingest, render, again, sizes = [], [], [], []
+    ingest, render, render_cpu, again, sizes = [], [], [], [], []
     for _ in range(args.rounds):
         tmp = Path(tempfile.mkdtemp(prefix="agenteval-bench-"))
         try:
@@ -92,9 +101,10 @@ def main() -> None:
                 store.commit_trials(records)
                 ingest.append(time.perf_counter() - t)
             with Store(tmp / "db.duckdb", read_only=True) as store:
-                t = time.perf_counter()
+                t, cpu = time.perf_counter(), cpu_seconds()
                 index = render_report(store, [run_id], tmp / "site")
                 render.append(time.perf_counter() - t)
+                render_cpu.append(cpu_seconds() - cpu)
                 t = time.perf_counter()
                 render_report(store, [run_id], tmp / "site")  # unchanged trials: their pages are kept
                 again.append(time.perf_counter() - t)
@@ -107,6 +117,8 @@ def main() -> None:
           + ", ".join(f"{v:.2f}" for v in ingest))
     print(f"site render, median:    {statistics.median(render):.2f} s  (target <= 3 s)  all: "
           + ", ".join(f"{v:.2f}" for v in render))
+    print(f"site render CPU, median: {statistics.median(render_cpu):.2f} s  (all processes)  all: "
+          + ", ".join(f"{v:.2f}" for v in render_cpu))
     print(f"render again, median:   {statistics.median(again):.2f} s  (trial pages kept)  all: "
           + ", ".join(f"{v:.2f}" for v in again))
     print(f"pages written: {pages}; index.html: {statistics.median(sizes) / 1024:.1f} KiB")

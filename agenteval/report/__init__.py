@@ -1,17 +1,19 @@
 """Scorecards rendered from the DuckDB store (never from memory): a static site
 (``site``), the figures behind it (``data``, ``stats``) and its chart.
 
-Templates autoescape everything: model output is untrusted text.
+Model output is untrusted text: templates autoescape everything, and the trial
+page's long lists, built in Python (``fragments``), escape every value the same way.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from agenteval.records import TrialRecord
+from agenteval.report.stats import pass_rate
 from agenteval.store import Store
 
 
@@ -26,7 +28,7 @@ class Cell:
 
     @property
     def rate(self) -> float:
-        return self.passed / self.total if self.total else 0.0
+        return pass_rate(self.passed, self.total)
 
 
 def summarize(records: list[TrialRecord]) -> list[Cell]:

@@ -12,12 +12,21 @@ import hashlib
 import json
 import re
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from itertools import combinations
-from typing import Any
+from datetime import datetime
+from itertools import combinations, groupby
+from operator import itemgetter
+from typing import TYPE_CHECKING, NamedTuple, TypeAlias, TypeVar
 
-from agenteval.report.stats import Interval, mcnemar_exact, mean_pass_at_k, wilson
-from agenteval.store import Store
+from agenteval.report.stats import Interval, mcnemar_exact, mean_pass_at_k, pass_rate, wilson
+
+if TYPE_CHECKING:
+    from agenteval.records import RunRecord
+    from agenteval.store import Store
+
+# A value parsed from a JSON column: transcripts, fingerprints, tool-call arguments.
+JSON: TypeAlias = "str | int | float | bool | None | list[JSON] | dict[str, JSON]"
 
 ALL_TASKS = ""  # the task of a model's row over every task
 
@@ -51,7 +60,7 @@ class CellStats:
 
     @property
     def rate(self) -> float:
-        return self.passed / self.trials if self.trials else 0.0
+        return pass_rate(self.passed, self.trials)
 
 
 @dataclass(frozen=True)
@@ -98,14 +107,14 @@ class PairStats:
 @dataclass
 class Scorecard:
     run_ids: list[str]
-    runs: list[Any]
+    runs: list[RunRecord]
     models: list[str]
     tasks: list[str]
     cells: dict[tuple[str, str], CellStats]
     variants: dict[str, list[str]]
     variant_counts: dict[tuple[str, str, str], tuple[int, int]]
     outcomes: dict[str, dict[str, int]]
-    fingerprints: dict[str, dict[str, Any]]
+    fingerprints: dict[str, dict[str, JSON]]
     trials: list[TrialRow]
     random_models: set[str] = field(default_factory=set)
     _pairs: dict[tuple[str, str], PairStats] = field(default_factory=dict, repr=False)
@@ -135,7 +144,7 @@ class Scorecard:
         return list(combinations(self.models, 2))
 
 
-def _ids(run_ids: list[str]) -> list[Any]:
+def _ids(run_ids: Sequence[str]) -> list[list[str]]:
     return [list(run_ids)]
 
 
@@ -184,7 +193,12 @@ def load_scorecard(store: Store, run_ids: list[str]) -> Scorecard:
         run_ids=list(run_ids), runs=runs, models=models, tasks=sorted({t for _, t in cells if t != ALL_TASKS}),
         cells=cells, variants=dict(variants), variant_counts=counts, outcomes=dict(outcomes),
         fingerprints=fingerprints, trials=trials,
-        random_models={m for m, fp in fingerprints.items() if (fp.get("model_info") or {}).get("random_weights")})
+        random_models={m for m, fp in fingerprints.items() if _random_weights(fp)})
+
+
+def _random_weights(fingerprint: dict[str, JSON]) -> bool:
+    info = fingerprint.get("model_info")
+    return isinstance(info, dict) and bool(info.get("random_weights"))
 
 
 def compare_models(trials: list[TrialRow], a: str, b: str) -> PairStats:
@@ -215,3 +229,117 @@ def compare_models(trials: list[TrialRow], a: str, b: str) -> PairStats:
         tasks_a=sorted(t for t, (x, y) in per_task.items() if x > y),
         tasks_b=sorted(t for t, (x, y) in per_task.items() if y > x),
         tasks_tied=sorted(t for t, (x, y) in per_task.items() if x == y))
+
+
+class CallRow(NamedTuple):
+    """One model call as its trial page's telemetry table shows it."""
+
+    order: int  # the call's index within its trial
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    tokens_estimated: bool
+    reasoning_tokens: int | None
+    ttft_s: float | None
+    ttfat_s: float | None
+    decode_tokens_per_s: float | None
+    e2e_s: float | None
+    finish_reason: str | None
+    concurrency: int | None
+    retries: int | None
+    error: str | None
+
+
+class CheckRow(NamedTuple):
+    """One verifier check on a trial page."""
+
+    name: str
+    passed: bool
+    message: str
+
+
+class ExecRow(NamedTuple):
+    """One sandbox command on a trial page."""
+
+    phase: str
+    user: str
+    command: str
+    exit_code: int | None
+    duration_s: float | None
+    timed_out: bool
+    oom_killed: bool
+    stdout: str
+    stderr: str
+    stdout_bytes: int | None
+    truncated: bool
+
+
+class TrialPage(NamedTuple):
+    """What one trial's page shows, and nothing more: the telemetry a page never prints
+    (a call's server timings) stays in DuckDB, which halves the reading."""
+
+    trial_id: str
+    run_id: str
+    key: str
+    model: str
+    task: str
+    variant: str
+    sample: int
+    passed: bool
+    failure_mode: str | None
+    error: str | None
+    score: float
+    duration_s: float | None
+    setup_s: float | None
+    agent_s: float | None
+    verify_s: float | None
+    teardown_s: float | None
+    started_at: datetime
+    transcript: list[JSON]
+    artifacts: list[JSON]
+    fingerprint: str | None  # as stored: JSON text (see ``fragments.fingerprint_text``)
+    checks: list[CheckRow]  # empty when the verifier wrote no verdict
+    calls: list[CallRow]
+    execs: list[ExecRow]
+
+
+_PAGE_COLUMNS = ("trial_id, run_id, key, model, task, variant, sample, passed, failure_mode, error, score, duration_s, "
+                 "setup_s, agent_s, verify_s, teardown_s, started_at, verdict, transcript, artifacts, fingerprint")
+_CHILD_COLUMNS = {
+    "trial_checks": "name, passed, message",
+    "trial_model_calls": ('"index", prompt_tokens, completion_tokens, tokens_estimated, reasoning_tokens, ttft_s, '
+                          "ttfat_s, decode_tokens_per_s, e2e_s, finish_reason, concurrency, retries, error"),
+    "trial_execs": ('phase, "user", command, exit_code, duration_s, timed_out, oom_killed, stdout, stderr, '
+                    "stdout_bytes, truncated"),
+}
+_IN = "WHERE trial_id IN (SELECT unnest(?))"
+_Row = TypeVar("_Row", CheckRow, CallRow, ExecRow)
+
+
+def _json(value: JSON) -> JSON:
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def load_trial_pages(store: Store, trial_ids: Sequence[str]) -> list[TrialPage]:
+    """The pages of these trials, in the order given: four queries, whatever their number."""
+    con, ids = store.con, [list(trial_ids)]
+
+    def children(table: str, row_type: type[_Row]) -> dict[str, list[_Row]]:
+        rows = con.execute(f"SELECT trial_id, {_CHILD_COLUMNS[table]} FROM {table} {_IN} ORDER BY trial_id, idx",
+                           ids).fetchall()
+        return {trial_id: [row_type._make(r[1:]) for r in group] for trial_id, group in groupby(rows, itemgetter(0))}
+
+    checks, calls = children("trial_checks", CheckRow), children("trial_model_calls", CallRow)
+    execs = children("trial_execs", ExecRow)
+    pages = {}
+    for (trial_id, run_id, key, model, task, variant, sample, passed, failure_mode, error, score, duration_s, setup_s,
+         agent_s, verify_s, teardown_s, started_at, verdict, transcript, artifacts, fingerprint) in con.execute(
+            f"SELECT {_PAGE_COLUMNS} FROM trials {_IN}", ids).fetchall():
+        transcript, artifacts = _json(transcript), _json(artifacts)
+        pages[trial_id] = TrialPage(
+            trial_id, run_id, key, model, task, variant, sample, passed, failure_mode, error, score, duration_s,
+            setup_s, agent_s, verify_s, teardown_s, started_at,
+            transcript if isinstance(transcript, list) else [], artifacts if isinstance(artifacts, list) else [],
+            fingerprint,
+            # a verdict's checks are rows of their own; without a verdict there are none to show
+            checks.get(trial_id, []) if _json(verdict) else [], calls.get(trial_id, []), execs.get(trial_id, []))
+    return [pages[i] for i in trial_ids if i in pages]

@@ -10,118 +10,70 @@
     artifacts/<trial_id>/     screenshots, copied when the site is not the run's own folder
 
 Everything a model, a verifier or a sandbox produced is untrusted text:
-templates autoescape it, no page runs a script (the Content-Security-Policy
-forbids them), nothing it wrote becomes a link, and long text is clipped.
+templates autoescape it (``fragments`` escapes what it writes), no page runs
+a script (the Content-Security-Policy forbids them), nothing it wrote becomes
+a link, and long text is clipped.
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import re
 import shutil
+import subprocess
 import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING
 
 from markupsafe import Markup
 
-from agenteval.report.chart import speed_chart
-from agenteval.report.data import ALL_TASKS, Scorecard, TrialRow, load_scorecard, slug
 from agenteval.errors import ReportError
+from agenteval.report.chart import speed_chart
+from agenteval.report.data import ALL_TASKS, Scorecard, TrialPage, TrialRow, load_scorecard, load_trial_pages, slug
+from agenteval.report.fragments import (
+    MAX_TEXT, call_rows, check_rows, clip, dot, exec_details, files_written, fingerprint_text, number_text, outcome,
+    pretty_arguments, seconds_text, transcript_html,
+)
 from agenteval.store import Store
+
+if TYPE_CHECKING:
+    import jinja2
 
 TEMPLATES = Path(__file__).parent / "templates"
 PAGE_SIZE = 200
 CHUNK = 500  # trials read from the store at a time
 PARALLEL_FROM = 1500  # trials from which worker processes pay for their start
-MAX_TEXT = 40_000  # characters of one message or output shown on a trial page
 MAX_LIST = 500  # rows of a list on one page (discordant pairs, samples of a cell)
 _ARTIFACT = re.compile(r"^artifacts/[A-Za-z0-9_-]+/[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
-def environment() -> Any:
+def environment() -> jinja2.Environment:
     import jinja2
 
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters.update(seconds=_seconds, pct=_pct, num=_num, clip=clip, pretty=pretty_arguments)
-    env.globals.update(safe_artifact=lambda p: bool(_ARTIFACT.match(str(p))), MAX_TEXT=MAX_TEXT, MAX_LIST=MAX_LIST)
+    env.globals.update(safe_artifact=lambda p: bool(_ARTIFACT.match(str(p))), MAX_TEXT=MAX_TEXT, MAX_LIST=MAX_LIST,
+                       check_rows=check_rows, call_rows=call_rows, transcript_html=transcript_html,
+                       exec_details=exec_details, fingerprint_text=fingerprint_text, outcome=outcome, dot=dot)
     return env
 
 
-def _seconds(v: float | None) -> str:
-    return Markup("-" if v is None else (f"{v * 1000:.0f} ms" if v < 1 else f"{v:.2f} s"))
+# numbers hold no markup: returned as Markup so autoescape skips them (a page has hundreds)
+def _seconds(v: float | None) -> Markup:
+    return Markup(seconds_text(v))
 
 
-def _pct(v: float | None) -> str:
+def _pct(v: float | None) -> Markup:
     return Markup("-" if v is None else f"{100 * v:.0f}%")
 
 
-def _num(v: float | None, fmt: str = "%.1f") -> str:
-    # numbers hold no markup: returned as Markup so autoescape skips them (a page has hundreds)
-    return Markup("-" if v is None else fmt % v)
-
-
-def clip(text: Any, limit: int = MAX_TEXT) -> str:
-    """At most ``limit`` characters, saying how many were left out."""
-    s = "" if text is None else str(text)
-    if len(s) <= limit:
-        return s
-    return s[:limit] + f"\n[... {len(s) - limit:,} more characters not shown]"
-
-
-def pretty_arguments(arguments: Any) -> str:
-    """Tool-call arguments one per line, text values as written (a file's content stays readable)."""
-    if isinstance(arguments, str):
-        try:
-            arguments = json.loads(arguments)
-        except ValueError:
-            return str(arguments)
-    if not isinstance(arguments, dict):
-        return json.dumps(arguments, ensure_ascii=False)
-    lines = []
-    for key, value in arguments.items():
-        text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-        lines.append(f"{key}:\n{text}" if "\n" in text else f"{key}: {text}")
-    return "\n".join(lines)
-
-
-_ROLES = {"system", "user", "assistant", "tool"}
-
-
-def messages(transcript: list[Any]) -> list[dict[str, Any]]:
-    """Transcript entries with every key the trial page reads, tool calls as (name, arguments)."""
-    out = []
-    for m in transcript:
-        if not isinstance(m, dict):
-            m = {"role": "?", "content": m}
-        role = str(m.get("role") or "?")
-        calls = [(str(c.get("name", "?")), pretty_arguments(c.get("arguments")))
-                 for c in (m.get("tool_calls") or []) if isinstance(c, dict)]
-        out.append({"role": role, "kind": role if role in _ROLES else "other", "name": m.get("name"),
-                    "content": m.get("content"), "reasoning": m.get("reasoning"), "tool_calls": calls})
-    return out
-
-
-def files_written(transcript: list[dict[str, Any]]) -> list[tuple[str, str]]:
-    """(path, content) of every write_file action in the transcript, in order."""
-    out = []
-    for message in transcript:
-        if not isinstance(message, dict):
-            continue
-        for call in message.get("tool_calls") or []:
-            if not isinstance(call, dict) or call.get("name") != "write_file":
-                continue
-            args = call.get("arguments")
-            if isinstance(args, str):
-                try:
-                    args = json.loads(args)
-                except ValueError:
-                    continue
-            if isinstance(args, dict):
-                out.append((str(args.get("path", "?")), str(args.get("content", ""))))
-    return out
+def _num(v: float | None, fmt: str = "%.1f") -> Markup:
+    return Markup(number_text(v, fmt))
 
 
 class Site:
@@ -141,7 +93,10 @@ class Site:
         return f"pairs/{self.model_slug[a]}__{self.model_slug[b]}.html"
 
     def trial(self, trial_id: str) -> str:
-        return f"trials/{trial_id}.html"
+        return trial_page_path(trial_id)
+
+    def task_pages(self) -> dict[str, str]:
+        return {t: self.task(t) for t in self.card.tasks}
 
     def page(self, n: int) -> str:
         return f"trials/page-{n}.html"
@@ -176,6 +131,29 @@ def render_site(store: Store, run_ids: list[str], out_dir: Path,
     its page links only to pages whose names are stable, so a page rendered by
     the same templates is kept. The rest are split into chunks that this
     process and, on several cores, helper processes claim one at a time."""
+    with _heap_frozen():
+        return _render_site(store, run_ids, out_dir, log, pairs or [])
+
+
+@contextmanager
+def _heap_frozen() -> Iterator[None]:
+    """Garbage collections during the render skip the objects that were alive before it.
+
+    The render allocates millions of short-lived objects, so Python collects hundreds of
+    times; each full collection walked every object of the caller too (``agenteval run``
+    holds its trial records): 0.7 s of CPU time in a 10,000-trial render."""
+    if gc.get_freeze_count():  # the caller froze its own objects: leave that to it
+        yield
+        return
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
+def _render_site(store: Store, run_ids: list[str], out_dir: Path, log: Callable[[str], None],
+                 pairs: list[tuple[str, str]]) -> Path:
     card = load_scorecard(store, run_ids)
     site = Site(card)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -186,12 +164,12 @@ def render_site(store: Store, run_ids: list[str], out_dir: Path,
              if done.get(t.trial_id) != stamp or not (out_dir / site.trial(t.trial_id)).is_file()]
     with tempfile.TemporaryDirectory(prefix="agenteval-report-") as tmp:
         queue = ChunkQueue(Path(tmp), stale)
-        helpers = _start_helpers(store, site, out_dir, queue)
+        helpers = _start_helpers(store, site.task_pages(), out_dir, queue)
         try:
-            _render_summary_pages(card, site, out_dir, pairs or [])
-            pages = TrialPages(site, out_dir)
+            _render_summary_pages(card, site, out_dir, pairs)
+            pages = TrialPages(site.task_pages(), out_dir)
             while (chunk := queue.claim()) is not None:
-                pages.render(store.trial_rows(chunk))
+                pages.render(load_trial_pages(store, chunk))
             failed = [p.wait() for p in helpers]
         finally:
             for p in helpers:
@@ -222,7 +200,7 @@ def _template_stamp() -> str:
     from agenteval import __version__
 
     digest = hashlib.sha256(__version__.encode())
-    for path in sorted(TEMPLATES.glob("*.j2")):
+    for path in [Path(__file__).with_name("fragments.py"), *sorted(TEMPLATES.glob("*.j2"))]:
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 
@@ -252,7 +230,8 @@ class ChunkQueue:
         return None
 
 
-def _start_helpers(store: Store, site: Site, out_dir: Path, queue: ChunkQueue) -> list[Any]:
+def _start_helpers(store: Store, task_pages: dict[str, str], out_dir: Path,
+                   queue: ChunkQueue) -> list[subprocess.Popen[bytes]]:
     """Helper processes, started as ``python -m agenteval.report.worker`` (never by forking or
     re-importing the caller's main module). They open the DuckDB file read-only, which a file
     held by a writer does not allow: the runner, which renders with the file open, renders alone."""
@@ -260,45 +239,57 @@ def _start_helpers(store: Store, site: Site, out_dir: Path, queue: ChunkQueue) -
     if count < 1 or len(queue) * CHUNK < PARALLEL_FROM or not store.read_only:
         return []
     import pickle
-    import subprocess
     import sys
 
     job = queue.folder / "site.pickle"
-    job.write_bytes(pickle.dumps((str(store.path), site, out_dir, queue.folder)))
+    job.write_bytes(pickle.dumps((str(store.path), task_pages, out_dir, queue.folder)))
     return [subprocess.Popen([sys.executable, "-m", "agenteval.report.worker", str(job)]) for _ in range(count)]
+
+
+def trial_page_path(trial_id: str) -> str:
+    """Where a trial's page lives, relative to the site's root."""
+    return f"trials/{trial_id}.html"
 
 
 class TrialPages:
     """Renders trial pages of one site; shared by this process and the workers."""
 
-    def __init__(self, site: Site, out_dir: Path) -> None:
-        self.site, self.out_dir = site, out_dir
+    def __init__(self, task_pages: dict[str, str], out_dir: Path) -> None:
+        self.task_pages, self.out_dir = task_pages, out_dir
         self.template = environment().get_template("trial.html.j2")
+        (out_dir / "trials").mkdir(parents=True, exist_ok=True)
 
-    def render(self, records: list[dict[str, Any]]) -> None:
-        for record in records:
-            transcript = record.get("transcript") or []
-            _write(self.out_dir / self.site.trial(record["trial_id"]), self.template.render(
-                root="../", t=record, transcript=messages(transcript), files=files_written(transcript),
-                task_page=self.site.task(record["task"]) if record["task"] in self.site.task_slug else None))
+    def render(self, trials: list[TrialPage]) -> None:
+        for t in trials:
+            _write(self.out_dir / trial_page_path(t.trial_id), self.template.render(
+                root="../", t=t, files=files_written(t.transcript), task_page=self.task_pages.get(t.task)), mkdir=False)
 
 
 def render_share(job: Path) -> None:
     """What a helper process does: claim chunks of trial pages and render them until none is left."""
     import pickle
 
-    db_path, site, out_dir, folder = pickle.loads(job.read_bytes())
-    pages = TrialPages(site, out_dir)
+    db_path, task_pages, out_dir, folder = pickle.loads(job.read_bytes())
+    pages = TrialPages(task_pages, out_dir)
     queue = ChunkQueue(folder)
     with Store(db_path, read_only=True) as store:
         while (chunk := queue.claim()) is not None:
-            pages.render(store.trial_rows(chunk))
+            pages.render(load_trial_pages(store, chunk))
 
 
-def _write(path: Path, html: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+def _write(path: Path, html: str, mkdir: bool = True) -> None:
+    if mkdir:
+        path.parent.mkdir(parents=True, exist_ok=True)
     # lone surrogates (broken UTF-8 that reached a record) become U+FFFD, never an exception
-    path.write_bytes(html.encode("utf-8", "replace"))
+    data = memoryview(html.encode("utf-8", "replace"))
+    # os.open, not open(): a buffered file object costs two more system calls, which a
+    # large report pays ten thousand times
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+    try:
+        while data:
+            data = data[os.write(fd, data):]
+    finally:
+        os.close(fd)
 
 
 def _copy_artifacts(card: Scorecard, out_dir: Path, log: Callable[[str], None]) -> None:

@@ -8,11 +8,12 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from markupsafe import escape
 
 from agenteval.records import (
     Artifact, Check, ExecRecord, FailureMode, Fingerprint, ModelCall, RunRecord, TrialRecord, Verdict, utcnow,
 )
-from agenteval.report import render_report
+from agenteval.report import fragments, render_report
 from agenteval.report import site as site_module
 from agenteval.report.data import load_scorecard
 from agenteval.store import Store
@@ -168,3 +169,28 @@ def test_helper_processes_render_the_same_pages(tmp_path: Path, monkeypatch: pyt
     assert names == sorted(p.name for p in (together / "trials").glob("r1-*.html")) and len(names) == 24
     for name in names:
         assert (alone / "trials" / name).read_bytes() == (together / "trials" / name).read_bytes()
+
+
+def test_fragments_escape_text_exactly_as_jinja_autoescape_does() -> None:
+    # the trial page's long lists are built in Python: their escaping must be Jinja's, byte for byte
+    for value in (HOSTILE, "a & b <c> 'd' \"e\"", "\ud800 broken \x00", "&amp; stays escaped once more", "", 5, None):
+        assert fragments.text(value) == str(escape(value))
+        assert fragments.escape_text(str(value)) == str(escape(value))
+
+
+def test_trial_page_lists_model_calls_and_sandbox_commands(tmp_path: Path) -> None:
+    calls = [ModelCall(index=0, model="fast", prompt_tokens=None, completion_tokens=7, tokens_estimated=True,
+                       ttft_s=0.25, e2e_s=2.5, finish_reason=HOSTILE, error=HOSTILE, retries=2)]
+    execs = [ExecRecord(phase="agent", user="1000", command="make", exit_code=None, duration_s=1.5, timed_out=True,
+                        stdout="out", truncated=True, stdout_bytes=99, stderr=HOSTILE)]
+    db = build(tmp_path, [record("r1", "fast", "folder", "v1", 7, False, model_calls=calls, execs=execs)])
+    with Store(db, read_only=True) as store:
+        index = render_report(store, ["r1"], tmp_path / "site")
+    page = (index.parent / "trials" / "r1-fast-folder-v1-7.html").read_text(encoding="utf-8")
+    assert ('<tr><td class="num">0</td><td class="num">-</td>\n<td class="num">7*</td>\n<td class="num">-</td>'
+            '<td class="num">250 ms</td><td class="num">-</td>\n'
+            '<td class="num">-</td><td class="num">2.50 s</td>') in page
+    assert '<td class="num">1</td><td class="num">2</td><td>&lt;script&gt;' in page
+    assert "exit killed (timed out) 1.50 s</code> <code>make</code>" in page
+    assert "<pre>out[output capped by the sandbox: 99 bytes of stdout in all]</pre><pre>&lt;script&gt;" in page
+    assert "<script" not in page

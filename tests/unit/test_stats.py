@@ -8,7 +8,13 @@ import random
 import duckdb
 import pytest
 
-from agenteval.report.stats import mcnemar_exact, mean_pass_at_k, pass_at_k, quantile, wilson
+from agenteval.report.stats import mcnemar_exact, mean_pass_at_k, pass_at_k, pass_rate, quantile, wilson
+
+
+def test_pass_rate_is_passed_over_total_and_zero_without_trials() -> None:
+    assert pass_rate(3, 4) == 0.75
+    assert pass_rate(0, 5) == 0.0 and pass_rate(5, 5) == 1.0
+    assert pass_rate(0, 0) == 0.0
 
 
 def test_pass_at_k_matches_the_combinatorial_definition() -> None:
