@@ -139,8 +139,11 @@ def run(
 
 
 def pass_rates(records: list["TrialRecord"]) -> dict[str, float]:
+    from agenteval.records import pass_rate
+
     models = {r.model for r in records}
-    return {m: sum(r.passed for r in records if r.model == m) / sum(r.model == m for r in records) for m in models}
+    return {m: pass_rate(sum(r.passed for r in records if r.model == m), sum(r.model == m for r in records))
+            for m in models}
 
 
 class _Progress:

@@ -20,6 +20,11 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def pass_rate(passed: int, total: int) -> float:
+    """Fraction of trials that passed; 0.0 for no trials (a model with none has passed none)."""
+    return passed / total if total else 0.0
+
+
 class FailureMode(str, Enum):
     """Why a trial did not pass; the first that applies wins (see ``classify``).
 

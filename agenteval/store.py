@@ -23,7 +23,7 @@ from agenteval.migrations import (
     MIGRATIONS, VIEWS, NewerSchemaError, OutdatedSchemaError, applied, migrate, read_through, refuse_newer,
 )
 from agenteval.paths import DEFAULT_DB
-from agenteval.records import Check, ExecRecord, ModelCall, RunRecord, TrialRecord, utcnow
+from agenteval.records import Check, ExecRecord, ModelCall, RunRecord, TrialRecord, pass_rate, utcnow
 
 if TYPE_CHECKING:
     import duckdb
@@ -116,7 +116,8 @@ class RunSummary:
 
     @property
     def pass_rate(self) -> float | None:
-        return self.passed / self.trials if self.trials else None
+        """None for a run with no trials yet (shown as '-', not as 0 %)."""
+        return pass_rate(self.passed, self.trials) if self.trials else None
 
 
 class Store:

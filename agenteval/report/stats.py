@@ -14,12 +14,9 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from agenteval.records import pass_rate as pass_rate  # one definition, beside the records it counts
+
 Z95 = 1.959963984540054  # two-sided 95% normal quantile
-
-
-def pass_rate(passed: int, total: int) -> float:
-    """Fraction of trials that passed; 0.0 for no trials (a model with none has passed none)."""
-    return passed / total if total else 0.0
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
