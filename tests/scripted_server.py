@@ -2,7 +2,15 @@
 
 Each request gets the next scripted ``Reply`` (status, body pieces with
 delays, or a cut connection), so protocol fixtures written from the servers'
-API documentation can be replayed byte for byte.
+API documentation can be replayed byte for byte. ``refuse_tools`` plays a
+server without tool support: every request carrying tools gets that reply
+instead of the next one. ``Reply.stalled`` is an answer that stops arriving
+(the client's time budget cuts it: a partial answer).
+
+Only chat requests (POST to a path ending in ``CHAT_PATHS``) take replies
+from the script; any other request (a client probing /props, /v1/models,
+/tokenize) gets its entry in ``routes`` or a 404, so probes never eat the
+script. ``requests`` keeps every request, ``chats`` the chat requests' bodies.
 """
 
 from __future__ import annotations
@@ -14,6 +22,9 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Iterator
+
+CHAT_PATHS = ("/chat/completions", "/completions", "/api/chat", "/api/generate")
+NOT_SCRIPTED = b'{"error": "not scripted"}'
 
 
 @dataclass
@@ -37,13 +48,21 @@ class Reply:
         return cls(pieces=[(json.dumps(o) + "\n").encode() for o in objects], content_type="application/x-ndjson", **kw)
 
     @classmethod
+    def stalled(cls, chunks: list[dict[str, Any] | str], stall_s: float, **kw: Any) -> "Reply":
+        """``chunks`` at once, then nothing for ``stall_s`` seconds before the stream ends."""
+        reply = cls.sse(chunks, **kw)
+        reply.delays = [0.0] * len(chunks) + [stall_s]
+        return reply
+
+    @classmethod
     def json(cls, obj: Any, status: int = 200) -> "Reply":
         return cls(status=status, pieces=[json.dumps(obj).encode()], content_type="application/json")
 
 
 class ScriptedServer:
-    def __init__(self, replies: list[Reply] | None = None, port: int = 0) -> None:
+    def __init__(self, replies: list[Reply] | None = None, port: int = 0, refuse_tools: Reply | None = None) -> None:
         self.replies = list(replies or [])
+        self.refuse_tools = refuse_tools
         self.routes: dict[str, Reply] = {}
         self.requests: list[tuple[str, str, dict[str, Any]]] = []
         server = self
@@ -59,7 +78,13 @@ class ScriptedServer:
                 raw = self.rfile.read(length) if length else b""
                 body = json.loads(raw) if raw else {}
                 server.requests.append((self.command, self.path, body))
-                reply = server.routes.get(self.path) or (server.replies.pop(0) if server.replies else Reply(status=599))
+                reply = server.routes.get(self.path)
+                if reply is None and server.refuse_tools is not None and body.get("tools"):
+                    reply = server.refuse_tools
+                if reply is None and not (self.command == "POST" and self.path.endswith(CHAT_PATHS)):
+                    reply = Reply(status=404, pieces=[NOT_SCRIPTED], content_type="application/json")
+                if reply is None:
+                    reply = server.replies.pop(0) if server.replies else Reply(status=599)
                 self.send_response(reply.status)
                 self.send_header("Content-Type", reply.content_type)
                 self.send_header("Transfer-Encoding", "chunked")
@@ -86,6 +111,11 @@ class ScriptedServer:
         self.httpd = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.httpd.daemon_threads = True
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    @property
+    def chats(self) -> list[dict[str, Any]]:
+        """The bodies of the chat requests, in order."""
+        return [body for method, path, body in self.requests if method == "POST" and path.endswith(CHAT_PATHS)]
 
     @property
     def url(self) -> str:

@@ -4,8 +4,13 @@
 - A ``ChatModel`` on a task with ``mode = "single-shot"`` answers once; the files
   in its answer are written.
 - Otherwise a LangGraph ReAct graph (``graph.py``) drives the chat model with
-  tools (bash, write_file, read_file, done) until it is done or a budget runs
-  out. A task may ship its own ``graph.py`` with ``build_graph(model, ctx, runtime)``.
+  tools (bash, write_file, read_file, done: ``tools.py``), as native tool calls
+  or as the fenced blocks of the text protocol (``text_protocol.py``; which one
+  is decided in ``protocol.py``), until it is done or a budget runs out. A task
+  may ship its own ``graph.py`` with ``build_graph(model, ctx, runtime)``.
+
+Every chat-model trial's ``AgentOutcome`` says why it stopped, how many model
+turns it took, the tool protocol it ended with and how many actions ran.
 """
 
 from __future__ import annotations

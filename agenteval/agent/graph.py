@@ -2,34 +2,45 @@
 
     START -> model -> (tools -> model)* -> END
 
-``model`` calls the served model (native tool calls, or the text protocol for
-models without reliable tool calling); ``tools`` runs what it asked for in the
-sandbox. The loop ends when the model calls ``done`` (or answers without
-acting), or a budget runs out (steps, total tokens, wall time), which is the
-``agent_limit`` outcome; the verifier runs on what exists either way. A model
-whose ``tool_protocol`` is ``auto`` starts with native tool calls and switches
-to the text protocol, in the same step, when its server refuses tools.
+``model`` calls the served model (native tool calls, or the text protocol of
+``text_protocol.py``); ``tools`` runs what it asked for in the sandbox. The
+loop ends when the model calls ``done`` (or writes DONE), when it did nothing
+in two answers in a row (the first gets one reminder), or when a budget runs out
+(steps, total tokens, wall time: the ``agent_limit`` outcome); the verifier runs
+on what exists either way.
+
+The protocol is chosen before the first call (``protocol.py``). Under
+``tools = "auto"`` a native trial switches to the text protocol for good, and
+says so in the transcript, when the server refuses the request with tools (the
+same step is asked again without them) or when an answer calls no tool but acts
+with text blocks (those blocks run).
+
+Nothing the model produced is lost: an answer cut by the time budget or the
+repetition guard is kept in the transcript, its tokens counted, and ends the
+trial as ``agent_limit``; what it asked for does not run (the time was spent;
+a repeating answer is degenerate). An answer cut at the token cap runs its
+complete tool calls and closed blocks.
 
 A task may ship ``graph.py`` defining ``build_graph(model, ctx, runtime)`` with
 the same signature as ``build_graph`` here; it must return a compiled graph
 over ``AgentState``, end by setting ``stop`` to a ``Stop``, and record what it
-does through ``runtime``.
+does through ``runtime`` (tools through ``runtime.record_tool``).
 """
 
 from __future__ import annotations
 
 import importlib.util
-import re
 import time
 from typing import TYPE_CHECKING, Callable, Literal, cast
 
-from agenteval.agent.prompts import NATIVE_SYSTEM, TEXT_SYSTEM
-from agenteval.agent.single_shot import extract_files
-from agenteval.agent.state import AgentRuntime, AgentState, AgentUpdate, PendingCall, Stop
+from agenteval.agent.prompts import reminder, system_prompt
+from agenteval.agent.protocol import remember_refusal, starting_protocol
+from agenteval.agent.state import AgentEvent, AgentRuntime, AgentState, AgentUpdate, PendingCall, Stop
+from agenteval.agent.text_protocol import ignored_note, parse_text_actions, pending_calls
 from agenteval.agent.tools import TOOLS, run_tool
 from agenteval.errors import TaskError
 from agenteval.models.base import AgentContext, AgentOutcome, ChatModel
-from agenteval.models.chat import ChatResponse, ErrorKind, Failure, Message, ModelCallError
+from agenteval.models.chat import CallStop, ChatResponse, ErrorKind, Failure, Message, ModelCallError
 from agenteval.records import StopReason, ToolProtocol
 
 if TYPE_CHECKING:
@@ -39,69 +50,29 @@ if TYPE_CHECKING:
     GraphFactory = Callable[[ChatModel, AgentContext, AgentRuntime], AgentGraph]
 
 MAX_TOKENS_PER_CALL = 8192
-_BASH_BLOCK = re.compile(r"^```(?:bash|sh|shell)[ \t]*\n(?P<body>.*?)\n```[ \t]*$", re.MULTILINE | re.DOTALL)
-_DONE = re.compile(r"^\s*DONE\s*$", re.MULTILINE)
-
-
-def parse_text_actions(answer: str) -> list[PendingCall]:
-    """Tool calls from the text protocol: bash blocks, file blocks, a DONE line; in order of kind."""
-    actions: list[tuple[str, dict[str, object]]] = []
-    files, refused = extract_files(answer)
-    for path, entry in files.items():
-        actions.append(("write_file", {"path": path, "content": entry.content.decode("utf-8")}))
-    for path in refused:
-        actions.append(("write_file", {"path": path, "content": ""}))
-    for m in _BASH_BLOCK.finditer(answer):
-        actions.append(("bash", {"command": m["body"]}))
-    if _DONE.search(answer):
-        actions.append(("done", {}))
-    return [PendingCall(id=f"text_{i}", name=name, arguments=args) for i, (name, args) in enumerate(actions)]
 
 
 def build_graph(model: ChatModel, ctx: AgentContext, runtime: AgentRuntime) -> "AgentGraph":
     from langgraph.graph import END, START, StateGraph
 
     budget = ctx.budget
-    may_fall_back = model.tool_protocol is ToolProtocol.auto
 
     def call_model(state: AgentState) -> AgentUpdate:
-        if ctx.cancel.is_set():
-            return {"stop": Stop(StopReason.interrupted, "infra_error: run interrupted")}
-        if state["steps"] >= budget.max_steps:
-            return {"stop": Stop(StopReason.step_limit, f"limit: {budget.max_steps} steps")}
-        if state["tokens"] >= budget.max_total_tokens:
-            return {"stop": Stop(StopReason.token_limit, f"limit: {budget.max_total_tokens} tokens")}
-        if runtime.remaining() <= 0:
-            return {"stop": Stop(StopReason.time_limit, f"limit: {budget.timeout_sec:g} s")}
+        limit = _budget_stop(state, ctx, runtime)
+        if limit:
+            return {"stop": limit}
         try:
             resp = _chat(model, state["messages"], runtime, budget.max_total_tokens - state["tokens"])
         except ModelCallError as e:
             runtime.calls.append(e.call)
-            if runtime.protocol == "native" and may_fall_back and e.failure is Failure.tools_rejected:
-                runtime.protocol = "text"  # the server refuses tools: fall back, same step
-                return {"messages": [{"role": "system", "content": TEXT_SYSTEM}], "pending": []}
+            if runtime.may_switch and e.failure is Failure.tools_rejected:
+                remember_refusal(model)
+                _switch(runtime, f"the server refused the request with tools (HTTP {e.status}): {e}")
+                return {"pending": []}  # the same step again, without tools
             reason = StopReason.infra_error if e.kind is ErrorKind.infra else StopReason.model_error
             return {"stop": Stop(reason, f"{reason.value}: {e}")}
         runtime.calls.append(resp.call)
-        used = (resp.call.prompt_tokens or 0) + (resp.call.completion_tokens or 0)
-        message: Message = {"role": "assistant", "content": resp.content}  # reasoning never goes back
-        if runtime.protocol == "native":
-            pending = [PendingCall(id=t.id, name=t.name, arguments=t.arguments) for t in resp.tool_calls]
-            if pending:
-                message["tool_calls"] = [{"id": t.id, "type": "function",
-                                          "function": {"name": t.name, "arguments": t.arguments}}
-                                         for t in resp.tool_calls]
-        else:
-            pending = parse_text_actions(resp.content)
-        # what the answer made happen, for either protocol (the report lists files written from it)
-        runtime.transcript.append({"role": "assistant", "content": resp.content, "reasoning": resp.reasoning,
-                                   "tool_calls": [dict(p) for p in pending]})
-        update: AgentUpdate = {"messages": [message], "pending": pending, "steps": state["steps"] + 1,
-                               "tokens": state["tokens"] + used}
-        if not pending:
-            update["stop"] = (Stop(StopReason.answer_cut, "length: answer cut at the token cap")
-                              if resp.finish_reason == "length" else Stop(StopReason.done))
-        return update
+        return _answered(state, resp, runtime, budget.timeout_sec)
 
     def run_tools(state: AgentState) -> AgentUpdate:
         results: list[str] = []
@@ -110,14 +81,17 @@ def build_graph(model: ChatModel, ctx: AgentContext, runtime: AgentRuntime) -> "
         for call in state["pending"]:
             timeout = min(ctx.task.spec.sandbox.exec_timeout_sec, max(1.0, runtime.remaining()))
             result = run_tool(ctx.sandbox, call["name"], call["arguments"], timeout)
-            runtime.transcript.append({"role": "tool", "name": call["name"], "content": result.content})
-            if runtime.protocol == "native":
-                messages.append({"role": "tool", "tool_call_id": call["id"], "content": result.content})
-            else:
+            runtime.record_tool(call["name"], result)
+            if runtime.protocol is ToolProtocol.text:  # the protocol the pending calls came in
                 results.append(f"[{call['name']}] {result.content}")
+            else:
+                messages.append({"role": "tool", "tool_call_id": call["id"], "content": result.content})
             if result.done:
                 stop = Stop(StopReason.done)
                 break
+        if runtime.results_note:
+            results.append(runtime.results_note)
+            runtime.results_note = ""
         if results:
             messages.append({"role": "user", "content": "Results:\n" + "\n\n".join(results)})
         return {"messages": messages, "pending": [], "stop": stop}
@@ -127,9 +101,7 @@ def build_graph(model: ChatModel, ctx: AgentContext, runtime: AgentRuntime) -> "
             return "end"
         if state["pending"]:
             return "tools"
-        if runtime.protocol == "text":
-            return "model"  # fell back to the text protocol: the same step again
-        raise RuntimeError("the model node left no stop, no tool calls and no protocol change")
+        return "model"  # a reminder was sent, or the protocol fell back to text: ask again
 
     def after_tools(state: AgentState) -> Literal["model", "end"]:
         return "end" if state["stop"] else "model"
@@ -143,8 +115,82 @@ def build_graph(model: ChatModel, ctx: AgentContext, runtime: AgentRuntime) -> "
     return graph.compile()
 
 
+def _budget_stop(state: AgentState, ctx: AgentContext, runtime: AgentRuntime) -> Stop | None:
+    budget = ctx.budget
+    if ctx.cancel.is_set():
+        return Stop(StopReason.interrupted, "infra_error: run interrupted")
+    if state["steps"] >= budget.max_steps:
+        return Stop(StopReason.step_limit, f"limit: {budget.max_steps} steps")
+    if state["tokens"] >= budget.max_total_tokens:
+        return Stop(StopReason.token_limit, f"limit: {budget.max_total_tokens} tokens")
+    if runtime.remaining() <= 0:
+        return Stop(StopReason.time_limit, f"limit: {budget.timeout_sec:g} s")
+    return None
+
+
+def _switch(runtime: AgentRuntime, why: str) -> None:
+    runtime.protocol, runtime.may_switch = ToolProtocol.text, False
+    runtime.note(AgentEvent.protocol_switch, f"switched from native tool calls to the text protocol: {why}")
+    runtime.transcript.append({"role": "system", "content": system_prompt(ToolProtocol.text)})
+
+
+def _answered(state: AgentState, resp: ChatResponse, runtime: AgentRuntime, timeout_sec: float) -> AgentUpdate:
+    """What one answer makes happen: tools to run, a protocol switch, a reminder, or the end."""
+    message: Message = {"role": "assistant", "content": resp.content}  # reasoning never goes back
+    pending: list[PendingCall] = []
+    note = ""
+    switch = False
+    if runtime.protocol is ToolProtocol.native and resp.tool_calls:
+        pending = [PendingCall(id=t.id, name=t.name, arguments=t.arguments) for t in resp.tool_calls]
+        message["tool_calls"] = [{"id": t.id, "type": "function", "function": {"name": t.name, "arguments": t.arguments}}
+                                 for t in resp.tool_calls]
+    elif runtime.protocol is ToolProtocol.text or runtime.may_switch:
+        text = parse_text_actions(resp.content)
+        note = ignored_note(text.ignored)
+        switch = runtime.protocol is ToolProtocol.native and (text.acts or text.done)
+        if runtime.protocol is ToolProtocol.text or switch:
+            pending = pending_calls(text)
+    entry: dict[str, object] = {"role": "assistant", "content": resp.content, "reasoning": resp.reasoning,
+                                "tool_calls": [dict(p) for p in pending]}
+    if resp.stop is not CallStop.complete:
+        entry["stop"] = resp.stop.value
+    runtime.transcript.append(entry)
+    if switch:  # before the tools run: their results go back as text
+        _switch(runtime, "the answer called no tool and acted with text blocks")
+    used = (resp.call.prompt_tokens or 0) + (resp.call.completion_tokens or 0)
+    update: AgentUpdate = {"messages": [message], "pending": pending, "steps": state["steps"] + 1,
+                           "tokens": state["tokens"] + used}
+    if resp.stop in (CallStop.budget, CallStop.repetition):
+        not_run = f"; its {len(pending)} action(s) did not run" if pending else ""
+        if pending:
+            runtime.note(AgentEvent.not_run, f"the answer was cut ({resp.stop.value}): its actions did not run")
+        update["pending"] = []
+        update["stop"] = (Stop(StopReason.time_limit, f"limit: {timeout_sec:g} s, the answer was cut{not_run}")
+                          if resp.stop is CallStop.budget else
+                          Stop(StopReason.repetition, f"limit: the model kept repeating itself{not_run}"))
+        return update
+    if pending:
+        runtime.results_note = note
+        return update
+    if resp.stop is CallStop.length or resp.finish_reason == "length":
+        update["stop"] = Stop(StopReason.answer_cut, "length: answer cut at the token cap")
+    elif runtime.reminded:
+        update["stop"] = Stop(StopReason.done, "done: the model answered twice without acting")
+    else:
+        runtime.reminded = True
+        nudge = reminder(runtime.protocol, may_switch=runtime.may_switch, ignored_note=note)
+        runtime.note(AgentEvent.reminder, "the answer did nothing: one reminder")
+        runtime.transcript.append({"role": "user", "content": nudge})
+        update["messages"] = [message, {"role": "user", "content": nudge}]
+    return update
+
+
 def _chat(model: ChatModel, messages: list[Message], runtime: AgentRuntime, tokens_left: int) -> ChatResponse:
-    tools = TOOLS if runtime.protocol == "native" else None
+    """One call under the protocol in force: its system prompt replaces the first message."""
+    if messages and messages[0].get("role") == "system":
+        messages = [{"role": "system", "content": system_prompt(runtime.protocol, may_switch=runtime.may_switch)},
+                    *messages[1:]]
+    tools = TOOLS if runtime.protocol is ToolProtocol.native else None
     return model.chat(messages, tools=tools, max_tokens=max(16, min(MAX_TOKENS_PER_CALL, tokens_left)),
                       timeout_s=max(1.0, runtime.remaining()))
 
@@ -166,10 +212,12 @@ def load_task_graph(ctx: AgentContext) -> "GraphFactory | None":
 
 
 def run_graph(model: ChatModel, ctx: AgentContext) -> AgentOutcome:
-    runtime = AgentRuntime(protocol="text" if model.tool_protocol is ToolProtocol.text else "native",
-                           deadline=time.monotonic() + ctx.budget.timeout_sec)
-    system = TEXT_SYSTEM if runtime.protocol == "text" else NATIVE_SYSTEM
-    first: list[Message] = [{"role": "system", "content": system}, {"role": "user", "content": ctx.instruction}]
+    protocol, why = starting_protocol(model)
+    runtime = AgentRuntime(protocol=protocol, deadline=time.monotonic() + ctx.budget.timeout_sec,
+                           may_switch=model.tool_protocol is ToolProtocol.auto and protocol is ToolProtocol.native)
+    runtime.note(AgentEvent.protocol, f"{protocol.value}: {why}")
+    first: list[Message] = [{"role": "system", "content": system_prompt(protocol, may_switch=runtime.may_switch)},
+                            {"role": "user", "content": ctx.instruction}]
     runtime.transcript.extend(first)
     factory = load_task_graph(ctx) or build_graph
     graph = factory(model, ctx, runtime)
@@ -178,4 +226,7 @@ def run_graph(model: ChatModel, ctx: AgentContext) -> AgentOutcome:
     stop = state.get("stop") or Stop(StopReason.done)
     if not isinstance(stop, Stop):
         raise TaskError(f"{ctx.task.path / 'graph.py'}: the graph's stop is {stop!r}, not an agenteval.agent.state.Stop")
-    return AgentOutcome(stop.status, stop.message, model_calls=runtime.calls, transcript=runtime.transcript)
+    steps = state.get("steps")
+    return AgentOutcome(stop.status, stop.message, model_calls=runtime.calls, transcript=runtime.transcript,
+                        stop=stop.reason, steps=steps if isinstance(steps, int) else 0,
+                        tool_protocol=runtime.protocol, actions_run=runtime.actions_run)

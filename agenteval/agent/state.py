@@ -9,12 +9,15 @@ import operator
 import time
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Annotated, Literal, TypedDict
+from typing import TYPE_CHECKING, Annotated, TypedDict
 
 from agenteval.models.base import AgentStatus
 from agenteval.models.chat import Message
-from agenteval.records import ModelCall
+from agenteval.records import ModelCall, ToolProtocol
 from agenteval.records import StopReason as StopReason  # re-exported for task graph.py files
+
+if TYPE_CHECKING:
+    from agenteval.agent.tools import ToolResult
 
 
 _STATUS = {StopReason.done: AgentStatus.done, StopReason.step_limit: AgentStatus.limit,
@@ -62,14 +65,35 @@ class AgentUpdate(TypedDict, total=False):
     stop: Stop | None
 
 
+class AgentEvent(StrEnum):
+    """What the agent itself did, kept in the transcript as ``{"role": "agent", "event": ..., "content": why}``."""
+
+    protocol = "protocol"  # the tool protocol the trial starts with, and why
+    protocol_switch = "protocol_switch"  # native -> text during the trial, and why
+    reminder = "reminder"  # the one reminder after an answer that did nothing
+    not_run = "not_run"  # an answer cut by the time budget or the repetition guard: its actions were not run
+
+
 @dataclass
 class AgentRuntime:
-    """What one trial's graph records and decides beyond its state."""
+    """What one trial's graph records and decides beyond its state. A task's graph.py
+    records the tools it runs through ``record_tool`` so ``actions_run`` counts them."""
 
-    protocol: Literal["native", "text"] = "native"
+    protocol: ToolProtocol = ToolProtocol.native  # native or text: the one in force now
     deadline: float = 0.0
     calls: list[ModelCall] = field(default_factory=list)
     transcript: list[dict[str, object]] = field(default_factory=list)
+    actions_run: int = 0  # commands run and files written on the model's behalf
+    may_switch: bool = False  # native now, and text blocks in an answer without tool calls switch to text
+    reminded: bool = False  # the one reminder was sent
+    results_note: str = ""  # said after the next tool results (blocks that were not run)
 
     def remaining(self) -> float:
         return self.deadline - time.monotonic()
+
+    def note(self, event: AgentEvent, content: str) -> None:
+        self.transcript.append({"role": "agent", "event": event.value, "content": content})
+
+    def record_tool(self, name: str, result: "ToolResult") -> None:
+        self.transcript.append({"role": "tool", "name": name, "content": result.content})
+        self.actions_run += result.acted

@@ -1,7 +1,9 @@
 """The tools an agent gets, run in the trial's sandbox as the agent user.
 
-Declared once as OpenAI-style function schemas (native tool calling) and
-described in prose for the text protocol; executed by ``run_tool``.
+Declared once as OpenAI-style function schemas (native tool calling; the
+system prompts describe them in words from here too); executed by ``run_tool``,
+which treats every argument as hostile: paths are checked by ``safe_relpath``,
+commands run only inside the sandbox, as the agent user.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ TOOL_NAMES = tuple(as_text(as_object(t["function"]).get("name")) for t in TOOLS)
 class ToolResult:
     content: str
     done: bool = False
+    acted: bool = False  # a command ran or a file was written (``AgentOutcome.actions_run``)
 
 
 def truncate(text: str, limit: int = MAX_TOOL_OUTPUT) -> str:
@@ -63,12 +66,12 @@ def run_tool(sandbox: Sandbox, name: str, arguments: str | dict[str, object], ti
             out = r.stdout + (("\n[stderr]\n" + r.stderr) if r.stderr else "")
             if r.truncated:
                 out += f"\n[output capped by the sandbox: {r.stdout_bytes + r.stderr_bytes} bytes in all]"
-            return ToolResult(truncate(f"{status}\n{out}"))
+            return ToolResult(truncate(f"{status}\n{out}"), acted=True)
         if name == "write_file":
             path = safe_relpath(str(args.get("path", "")))
             content = str(args.get("content", ""))
             sandbox.write_files(WORKSPACE, {path: FileEntry(content.encode("utf-8"))})
-            return ToolResult(f"wrote {len(content.encode('utf-8'))} bytes to {path}")
+            return ToolResult(f"wrote {len(content.encode('utf-8'))} bytes to {path}", acted=True)
         if name == "read_file":
             path = safe_relpath(str(args.get("path", "")))
             data = sandbox.read_file(f"{WORKSPACE}/{path}", max_bytes=MAX_READ_BYTES)
