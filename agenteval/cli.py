@@ -323,7 +323,8 @@ def runs(db: Path = DB_OPT) -> None:
                 table.add_row(r.run_id, f"{r.started_at:%Y-%m-%d %H:%M}", r.status, escape(", ".join(r.models)),
                               escape(", ".join(r.tasks)), str(r.trials), str(r.passed),
                               "-" if r.pass_rate is None else f"{100 * r.pass_rate:.0f}%")
-            console.print(table)
+            # Piped, there is no terminal width to fit: print whole values (ids are never cut).
+            (console if console.is_terminal else Console(width=100_000)).print(table)
 
     _guard(body)
 

@@ -97,23 +97,38 @@ _M2 = (
 
 # -- 3: what the agent did (records schema 2) -----------------------------------------
 # Older trials keep NULL: how their agent ended was not recorded.
+# total_tokens is NULL (unknown) when no call of the trial reported a count, not 0.
+_TRIAL_TOTALS_3 = """
+    SELECT t.trial_id, t.run_id, t.key, t.model, t.task, t.variant, t.sample, t.passed, t.score,
+           t.failure_mode, t.error, t.duration_s, t.agent_s, t.started_at,
+           count(c.idx) AS calls,
+           sum(c.prompt_tokens) AS prompt_tokens,
+           sum(c.completion_tokens) AS completion_tokens,
+           sum(c.reasoning_tokens) AS reasoning_tokens,
+           CASE WHEN count(c.prompt_tokens) + count(c.completion_tokens) = 0 THEN NULL
+                ELSE coalesce(sum(c.prompt_tokens), 0) + coalesce(sum(c.completion_tokens), 0) END AS total_tokens,
+           coalesce(bool_or(c.tokens_estimated), false) AS tokens_estimated,
+           sum(c.e2e_s) AS model_time_s
+    FROM trials t LEFT JOIN trial_model_calls c USING (trial_id)
+    GROUP BY ALL"""
 _M3 = (
     "ALTER TABLE trials ADD COLUMN IF NOT EXISTS agent_stop VARCHAR",
     "ALTER TABLE trials ADD COLUMN IF NOT EXISTS agent_steps BIGINT",
     "ALTER TABLE trials ADD COLUMN IF NOT EXISTS tool_protocol VARCHAR",
     "ALTER TABLE trials ADD COLUMN IF NOT EXISTS actions_run BIGINT",
+    f"CREATE OR REPLACE VIEW trial_totals AS {_TRIAL_TOTALS_3}",
 )
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "tables derived from the record models", _M1),
     Migration(2, "views trial_totals and call_telemetry, index on trials.run_id", _M2),
-    Migration(3, "trials: agent_stop, agent_steps, tool_protocol, actions_run", _M3),
+    Migration(3, "trials: agent_stop, agent_steps, tool_protocol, actions_run; unknown token totals NULL", _M3),
 )
 LATEST = MIGRATIONS[-1].version
 
 # The views as the latest migration defines them, for a reader that shows an older file
 # without writing it. A migration that changes a view points its entry at the new text.
-VIEWS: dict[str, str] = {"trial_totals": _TRIAL_TOTALS_2, "call_telemetry": _CALL_TELEMETRY_2}
+VIEWS: dict[str, str] = {"trial_totals": _TRIAL_TOTALS_3, "call_telemetry": _CALL_TELEMETRY_2}
 
 LEDGER_DDL = ("CREATE TABLE IF NOT EXISTS schema_migrations "
               "(version INTEGER PRIMARY KEY, name VARCHAR, applied_at TIMESTAMPTZ)")

@@ -115,6 +115,7 @@ class Scorecard:
     variant_counts: dict[tuple[str, str, str], tuple[int, int]]
     outcomes: dict[str, dict[str, int]]
     fingerprints: dict[str, dict[str, JSON]]
+    images: dict[str, list[str]]  # every sandbox image a model's trials used (one per task image)
     trials: list[TrialRow]
     random_models: set[str] = field(default_factory=set)
     _pairs: dict[tuple[str, str], PairStats] = field(default_factory=dict, repr=False)
@@ -180,6 +181,9 @@ def load_scorecard(store: Store, run_ids: list[str]) -> Scorecard:
         outcomes[model][outcome] = n
     fingerprints = {m: json.loads(fp) if isinstance(fp, str) else (fp or {}) for m, fp in con.execute(
         f"SELECT model, arg_max(fingerprint, started_at) FROM trials {where} GROUP BY model", _ids(run_ids)).fetchall()}
+    images = {m: [i for i in imgs if i] for m, imgs in con.execute(
+        f"SELECT model, list(DISTINCT fingerprint->>'image' ORDER BY fingerprint->>'image') FROM trials {where} "
+        "GROUP BY model", _ids(run_ids)).fetchall()}
     trials = [TrialRow(*row) for row in con.execute(
         "SELECT trial_id, run_id, key, model, task, variant, sample, passed, failure_mode, error, score, duration_s, "
         f"calls, total_tokens FROM trial_totals {where} ORDER BY task, variant, model, sample, started_at",
@@ -192,7 +196,7 @@ def load_scorecard(store: Store, run_ids: list[str]) -> Scorecard:
     return Scorecard(
         run_ids=list(run_ids), runs=runs, models=models, tasks=sorted({t for _, t in cells if t != ALL_TASKS}),
         cells=cells, variants=dict(variants), variant_counts=counts, outcomes=dict(outcomes),
-        fingerprints=fingerprints, trials=trials,
+        fingerprints=fingerprints, images=images, trials=trials,
         random_models={m for m, fp in fingerprints.items() if _random_weights(fp)})
 
 
@@ -232,9 +236,8 @@ def compare_models(trials: list[TrialRow], a: str, b: str) -> PairStats:
 
 
 class CallRow(NamedTuple):
-    """One model call as its trial page's telemetry table shows it."""
+    """One model call as its trial page's telemetry table shows it (numbered by its place in the trial)."""
 
-    order: int  # the call's index within its trial
     prompt_tokens: int | None
     completion_tokens: int | None
     tokens_estimated: bool
@@ -294,6 +297,10 @@ class TrialPage(NamedTuple):
     verify_s: float | None
     teardown_s: float | None
     started_at: datetime
+    agent_stop: str | None
+    agent_steps: int | None
+    tool_protocol: str | None
+    actions_run: int | None
     transcript: list[JSON]
     artifacts: list[JSON]
     fingerprint: str | None  # as stored: JSON text (see ``fragments.fingerprint_text``)
@@ -303,10 +310,11 @@ class TrialPage(NamedTuple):
 
 
 _PAGE_COLUMNS = ("trial_id, run_id, key, model, task, variant, sample, passed, failure_mode, error, score, duration_s, "
-                 "setup_s, agent_s, verify_s, teardown_s, started_at, verdict, transcript, artifacts, fingerprint")
+                 "setup_s, agent_s, verify_s, teardown_s, started_at, agent_stop, agent_steps, tool_protocol, "
+                 "actions_run, verdict, transcript, artifacts, fingerprint")
 _CHILD_COLUMNS = {
     "trial_checks": "name, passed, message",
-    "trial_model_calls": ('"index", prompt_tokens, completion_tokens, tokens_estimated, reasoning_tokens, ttft_s, '
+    "trial_model_calls": ('prompt_tokens, completion_tokens, tokens_estimated, reasoning_tokens, ttft_s, '
                           "ttfat_s, decode_tokens_per_s, e2e_s, finish_reason, concurrency, retries, error"),
     "trial_execs": ('phase, "user", command, exit_code, duration_s, timed_out, oom_killed, stdout, stderr, '
                     "stdout_bytes, truncated"),
@@ -332,12 +340,13 @@ def load_trial_pages(store: Store, trial_ids: Sequence[str]) -> list[TrialPage]:
     execs = children("trial_execs", ExecRow)
     pages = {}
     for (trial_id, run_id, key, model, task, variant, sample, passed, failure_mode, error, score, duration_s, setup_s,
-         agent_s, verify_s, teardown_s, started_at, verdict, transcript, artifacts, fingerprint) in con.execute(
+         agent_s, verify_s, teardown_s, started_at, agent_stop, agent_steps, tool_protocol, actions_run, verdict,
+         transcript, artifacts, fingerprint) in con.execute(
             f"SELECT {_PAGE_COLUMNS} FROM trials {_IN}", ids).fetchall():
         transcript, artifacts = _json(transcript), _json(artifacts)
         pages[trial_id] = TrialPage(
             trial_id, run_id, key, model, task, variant, sample, passed, failure_mode, error, score, duration_s,
-            setup_s, agent_s, verify_s, teardown_s, started_at,
+            setup_s, agent_s, verify_s, teardown_s, started_at, agent_stop, agent_steps, tool_protocol, actions_run,
             transcript if isinstance(transcript, list) else [], artifacts if isinstance(artifacts, list) else [],
             fingerprint,
             # a verdict's checks are rows of their own; without a verdict there are none to show

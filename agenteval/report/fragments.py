@@ -21,7 +21,7 @@ from markupsafe import Markup
 from agenteval.report.data import JSON, CallRow, CheckRow, ExecRow, TrialRow
 
 MAX_TEXT = 40_000  # characters of one message or output shown on a trial page
-_ROLES = {"system", "user", "assistant", "tool"}
+_ROLES = {"system", "user", "assistant", "tool", "agent"}  # agent: what the agent loop itself did (a switch)
 
 
 def escape_text(s: str) -> str:
@@ -139,11 +139,11 @@ def exec_details(execs: list[ExecRow]) -> Markup:
 
 
 def call_rows(calls: list[CallRow]) -> Markup:
-    """The rows of the model-call table, one per call."""
+    """The rows of the model-call table, one per call, numbered within the trial."""
     out = []
-    for c in calls:
+    for n, c in enumerate(calls, 1):
         out.append("".join((
-            '<tr><td class="num">', _count(c.order), '</td><td class="num">', _token_count(c.prompt_tokens),
+            '<tr><td class="num">', str(n), '</td><td class="num">', _token_count(c.prompt_tokens),
             '</td>\n<td class="num">', _token_count(c.completion_tokens), "*" if c.tokens_estimated else "",
             '</td>\n<td class="num">', _token_count(c.reasoning_tokens),
             '</td><td class="num">', seconds_text(c.ttft_s), '</td><td class="num">', seconds_text(c.ttfat_s),
@@ -185,6 +185,24 @@ def transcript_html(transcript: list[JSON]) -> Markup:
         out += _tool_calls(m)
         out.append("</div>\n")
     return Markup("".join(out))
+
+
+def agent_summary(stop: str | None, steps: int | None, protocol: str | None, actions: int | None) -> Markup:
+    """What the agent did, in one line: why it stopped, its steps, its tool protocol, whether anything ran."""
+    if stop is None:
+        return Markup('<p class="meta" id="agent">The agent phase was not recorded (it never ran, or an older '
+                      "agenteval ran this trial).</p>")
+    if stop == "solver":
+        return Markup(f'<p class="meta" id="agent">No agent loop: the model acts on the sandbox itself; '
+                      f"{_count(actions or 0)} actions.</p>")
+    parts = [f"stopped: <strong>{text(stop)}</strong>", f"{_count(steps or 0)} model turns"]
+    if protocol:
+        parts.append(f"{text(protocol)} tool protocol")
+    if actions:
+        parts.append(f"{_count(actions)} actions run in the sandbox")
+    else:
+        parts.append('<strong class="fail">nothing the model wrote ever ran</strong>')
+    return Markup('<p id="agent">Agent: ' + " &middot; ".join(parts) + ".</p>")
 
 
 def outcome(t: TrialRow) -> Markup:

@@ -35,8 +35,8 @@ from agenteval.errors import ReportError
 from agenteval.report.chart import speed_chart
 from agenteval.report.data import ALL_TASKS, Scorecard, TrialPage, TrialRow, load_scorecard, load_trial_pages, slug
 from agenteval.report.fragments import (
-    MAX_TEXT, call_rows, check_rows, clip, dot, exec_details, files_written, fingerprint_text, number_text, outcome,
-    pretty_arguments, seconds_text, transcript_html,
+    MAX_TEXT, agent_summary, call_rows, check_rows, clip, dot, exec_details, files_written, fingerprint_text,
+    number_text, outcome, pretty_arguments, seconds_text, transcript_html,
 )
 from agenteval.store import Store
 
@@ -58,8 +58,8 @@ def environment() -> jinja2.Environment:
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters.update(seconds=_seconds, pct=_pct, num=_num, clip=clip, pretty=pretty_arguments)
     env.globals.update(safe_artifact=lambda p: bool(_ARTIFACT.match(str(p))), MAX_TEXT=MAX_TEXT, MAX_LIST=MAX_LIST,
-                       check_rows=check_rows, call_rows=call_rows, transcript_html=transcript_html,
-                       exec_details=exec_details, fingerprint_text=fingerprint_text, outcome=outcome, dot=dot)
+                       check_rows=check_rows, call_rows=call_rows, agent_summary=agent_summary,
+                       transcript_html=transcript_html, exec_details=exec_details, fingerprint_text=fingerprint_text, outcome=outcome, dot=dot)
     return env
 
 

@@ -37,6 +37,20 @@ def test_runs_lists_counts_and_pass_rate(tmp_path: Path) -> None:
     assert "33%" in lines["r-old"] and "100%" in lines["r-new"]
 
 
+def test_runs_piped_into_a_narrow_terminal_keeps_whole_run_ids(tmp_path: Path) -> None:
+    run_id = "20261207-011500-3f9a"  # as agenteval names runs
+    with Store(tmp_path / "reports" / "agenteval.duckdb") as store:
+        store.save_run(RunRecord(run_id=run_id, started_at=utcnow(), agenteval_version="0",
+                                 models=["openai:qwq-32b-q4_k_m@http://127.0.0.1:8080/v1", "oracle", "nop"],
+                                 tasks=["folder", "flappy", "translate"], samples=3, concurrency=1, config={}))
+        store.commit_trials([record(run_id, "oracle", "folder", "v1", s, passed=True) for s in range(2)])
+    proc = subprocess.run([sys.executable, "-m", "agenteval", "runs"], capture_output=True, text=True, cwd=tmp_path,
+                          env={**os.environ, "COLUMNS": "80", "PYTHONPATH": str(Path(__file__).parents[2])},
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert run_id in proc.stdout and "100%" in proc.stdout, proc.stdout
+
+
 def test_report_of_several_runs_and_compare(tmp_path: Path) -> None:
     two_runs(tmp_path)
     proc = agenteval(tmp_path, "report", "--run", "r-old", "--run", "r-new", "--out", "site")

@@ -179,7 +179,8 @@ def test_fragments_escape_text_exactly_as_jinja_autoescape_does() -> None:
 
 
 def test_trial_page_lists_model_calls_and_sandbox_commands(tmp_path: Path) -> None:
-    calls = [ModelCall(index=0, model="fast", prompt_tokens=None, completion_tokens=7, tokens_estimated=True,
+    # index 4: the model's fifth call of the run, this trial's first (and only) one: shown as call 1
+    calls = [ModelCall(index=4, model="fast", prompt_tokens=None, completion_tokens=7, tokens_estimated=True,
                        ttft_s=0.25, e2e_s=2.5, finish_reason=HOSTILE, error=HOSTILE, retries=2)]
     execs = [ExecRecord(phase="agent", user="1000", command="make", exit_code=None, duration_s=1.5, timed_out=True,
                         stdout="out", truncated=True, stdout_bytes=99, stderr=HOSTILE)]
@@ -187,10 +188,48 @@ def test_trial_page_lists_model_calls_and_sandbox_commands(tmp_path: Path) -> No
     with Store(db, read_only=True) as store:
         index = render_report(store, ["r1"], tmp_path / "site")
     page = (index.parent / "trials" / "r1-fast-folder-v1-7.html").read_text(encoding="utf-8")
-    assert ('<tr><td class="num">0</td><td class="num">-</td>\n<td class="num">7*</td>\n<td class="num">-</td>'
+    assert ('<tr><td class="num">1</td><td class="num">-</td>\n<td class="num">7*</td>\n<td class="num">-</td>'
             '<td class="num">250 ms</td><td class="num">-</td>\n'
             '<td class="num">-</td><td class="num">2.50 s</td>') in page
     assert '<td class="num">1</td><td class="num">2</td><td>&lt;script&gt;' in page
     assert "exit killed (timed out) 1.50 s</code> <code>make</code>" in page
     assert "<pre>out[output capped by the sandbox: 99 bytes of stdout in all]</pre><pre>&lt;script&gt;" in page
     assert "<script" not in page
+
+
+@pytest.mark.parametrize("extra, shown", [
+    (dict(agent_stop="step_limit", agent_steps=5, tool_protocol="text", actions_run=0),
+     ["stopped: <strong>step_limit</strong>", "5 model turns", "text tool protocol",
+      '<strong class="fail">nothing the model wrote ever ran</strong>']),
+    (dict(agent_stop="done", agent_steps=2, tool_protocol="native", actions_run=3),
+     ["stopped: <strong>done</strong>", "2 model turns", "native tool protocol", "3 actions run in the sandbox"]),
+    (dict(agent_stop="solver", agent_steps=0, actions_run=1), ["No agent loop"]),
+    ({}, ["The agent phase was not recorded"]),
+])
+def test_trial_page_says_what_the_agent_did(tmp_path: Path, extra: dict[str, object], shown: list[str]) -> None:
+    db = build(tmp_path, [record("r1", "fast", "folder", "v1", 7, False, **extra)])
+    with Store(db, read_only=True) as store:
+        index = render_report(store, ["r1"], tmp_path / "site")
+    page = (index.parent / "trials" / "r1-fast-folder-v1-7.html").read_text(encoding="utf-8")
+    agent = page[page.index('id="agent"'):].split("</p>", 1)[0]
+    assert all(s in agent for s in shown), agent
+    assert ("nothing the model wrote ever ran" in agent) == (extra.get("actions_run") == 0 and "tool_protocol" in extra)
+
+
+def test_unknown_token_counts_show_as_unknown_and_every_image_is_named(tmp_path: Path) -> None:
+    def uncounted(task: str, sample: int, image: str) -> TrialRecord:
+        rec = record("r1", "mute", task, "v1", sample, True,
+                     model_calls=[ModelCall(index=0, model="mute", ttft_s=0.2, e2e_s=1.0)])  # no usage sent
+        fp = rec.fingerprint.model_copy(update={"image": image})
+        return rec.model_copy(update={"fingerprint": fp})
+
+    db = build(tmp_path, [uncounted("folder", 0, "agenteval/python:aaa"), uncounted("flappy", 1, "agenteval/pygame:bbb")])
+    with Store(db, read_only=True) as store:
+        card = load_scorecard(store, ["r1"])
+        index = render_report(store, ["r1"], tmp_path / "site")
+    mute, fast = card.cell("mute"), card.cell("fast")
+    assert mute is not None and mute.tokens_med is None  # not 0: no call reported a count
+    assert fast is not None and fast.tokens_med == 150
+    assert card.images["mute"] == ["agenteval/pygame:bbb", "agenteval/python:aaa"]
+    html = index.read_text()
+    assert "<code>agenteval/pygame:bbb</code>" in html and "<code>agenteval/python:aaa</code>" in html
