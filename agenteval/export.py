@@ -202,10 +202,14 @@ def _telemetry(record: TrialRecord) -> dict[str, str]:
     rates = [c.decode_tokens_per_s for c in calls if c.decode_tokens_per_s is not None]
     props = {"run_id": record.run_id, "trial_id": record.trial_id, "score": f"{record.score:.4g}",
              "model_calls": str(len(calls))}
-    if calls:
-        props["total_tokens"] = str(sum(tokens))
+    if any(c.prompt_tokens is not None or c.completion_tokens is not None for c in calls):
+        props["total_tokens"] = str(sum(tokens))  # no property where no call reported a count: unknown, not 0
     if rates:
         props["median_decode_tokens_per_s"] = f"{statistics.median(rates):.1f}"
+    agent = {"agent_stop": record.agent_stop.value if record.agent_stop else None, "agent_steps": record.agent_steps,
+             "tool_protocol": record.tool_protocol.value if record.tool_protocol else None,
+             "actions_run": record.actions_run}
+    props.update({name: str(value) for name, value in agent.items() if value is not None})
     return props
 
 

@@ -207,3 +207,22 @@ def test_unknown_run_id_is_a_store_error(store: Store, tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="nope"):
         export_runs(store, ["r1", "nope"], "jsonl", tmp_path / "t.jsonl")
     assert not (tmp_path / "t.jsonl").exists()
+
+
+def test_junit_says_what_the_agent_did_and_leaves_unknown_tokens_out(tmp_path: Path) -> None:
+    from agenteval.records import StopReason, ToolProtocol
+
+    acted = trial("r1", "a", 0, calls=calls()).model_copy(update=dict(
+        agent_stop=StopReason.step_limit, agent_steps=30, tool_protocol=ToolProtocol.text, actions_run=0))
+    mute = trial("r1", "a", 1, calls=[ModelCall(index=0, model="m1", e2e_s=1.0)])
+    with Store(tmp_path / "db.duckdb") as s:
+        s.save_run(run_record("r1"))
+        s.commit_trials([acted, mute])
+        out = export_runs(s, ["r1"], "junit", tmp_path / "junit.xml")
+    assert out is not None
+    cases = {c.get("name"): {p.get("name"): p.get("value") for p in c.iter("property")}
+             for c in ET.parse(out).getroot().iter("testcase")}
+    assert {k: cases["v/0"][k] for k in ("agent_stop", "agent_steps", "tool_protocol", "actions_run")} == {
+        "agent_stop": "step_limit", "agent_steps": "30", "tool_protocol": "text", "actions_run": "0"}
+    assert "total_tokens" not in cases["v/1"] and "agent_stop" not in cases["v/1"]
+    assert cases["v/1"]["model_calls"] == "1"
