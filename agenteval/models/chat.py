@@ -11,6 +11,7 @@ telemetry in both cases.
 from __future__ import annotations
 
 import json
+import socket
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -37,7 +38,7 @@ class Failure(StrEnum):
 
     unreachable = "unreachable"  # no connection, after the retries
     server_error = "server_error"  # an HTTP error status that names no fault of the prompt
-    tools_rejected = "tools_rejected"  # a request carrying tools was refused (400, 422, 501)
+    tools_rejected = "tools_rejected"  # a request carrying tools was refused (any error status)
     prompt_rejected = "prompt_rejected"  # a request without tools was refused (400, 413): the prompt, e.g. too long
     stream_cut = "stream_cut"  # the connection dropped, or the stream ended before the answer
     malformed = "malformed"  # the stream is not what the protocol says, or the server sent an error in it
@@ -50,17 +51,26 @@ class Failure(StrEnum):
 
 
 _MODEL_FAILURES = frozenset({Failure.prompt_rejected, Failure.timeout, Failure.repetition})
-REFUSED_WITH_TOOLS = frozenset({400, 422, 501})  # how servers without tool support refuse a request with tools
 REFUSED_PROMPT = frozenset({400, 413})
+BUSY_STATUS = frozenset({429, 503})  # "try again later" (rate limit, model loading): retried, even with tools
 
 
 def http_failure(status: int, sent_tools: bool) -> Failure:
-    """The failure an HTTP error status means for a chat request (5xx and 429 are retried first)."""
-    if sent_tools and status in REFUSED_WITH_TOOLS:
+    """The failure an HTTP error status means for a chat request. A request carrying tools that
+    is refused is ``tools_rejected`` whatever the status: servers refuse tools with 400, 422 or
+    501, and llama.cpp's server without --jinja with 500 ('tools param requires --jinja flag').
+    Only ``BUSY_STATUS`` is retried first (``retried``)."""
+    if sent_tools:
         return Failure.tools_rejected
-    if not sent_tools and status in REFUSED_PROMPT:
+    if status in REFUSED_PROMPT:
         return Failure.prompt_rejected
     return Failure.server_error
+
+
+def retried(status: int, sent_tools: bool) -> bool:
+    """Whether an HTTP error status is worth retrying: a busy server, or a 5xx for a request
+    without tools (a request with tools is retried without them by the agent instead)."""
+    return status in BUSY_STATUS or (not sent_tools and status in (500, 502, 504))
 
 
 @dataclass
@@ -133,15 +143,31 @@ def tracked(response: Closable) -> Iterator[Closable]:
             _open.discard(response)
 
 
+def cut(response: Closable) -> None:
+    """Close a stream from another thread so that its reader wakes at once: the socket is
+    shut down first, because closing alone does not wake a thread blocked reading it (it
+    would wait for the server's next bytes)."""
+    extensions: object = getattr(response, "extensions", None)
+    stream: object = extensions.get("network_stream") if isinstance(extensions, dict) else None
+    get_extra_info: object = getattr(stream, "get_extra_info", None)
+    sock: object = get_extra_info("socket") if callable(get_extra_info) else None
+    if isinstance(sock, socket.socket):
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+    try:
+        response.close()
+    except Exception:  # noqa: BLE001 - closing from another thread may race; the reader stops either way
+        pass
+
+
 def close_all_streams() -> int:
     """Close every model stream in flight; their readers fail at once. Returns how many."""
     with _open_lock:
         streams = list(_open)
     for r in streams:
-        try:
-            r.close()
-        except Exception:  # noqa: BLE001 - closing from another thread may race; the reader fails either way
-            pass
+        cut(r)
     return len(streams)
 
 

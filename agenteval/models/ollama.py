@@ -12,24 +12,24 @@ import json
 import time
 from typing import Callable, Iterator, Mapping
 
+from agenteval.config import DEFAULT_SAMPLING
 from agenteval.errors import ModelSpecError
 from agenteval.models.base import ChatModel, ModelRequest, ModelSpec, TokenCounter
-from agenteval.records import ToolProtocol
 from agenteval.models.chat import (
-    ChatResponse,
-    Failure,
-    Message,
-    ModelCallError,
-    ToolCall,
-    ToolSchema,
-    as_count,
-    as_list,
-    as_object,
-    as_text,
+                                   CallStop,
+                                   ChatResponse,
+                                   Failure,
+                                   Message,
+                                   ModelCallError,
+                                   ToolCall,
+                                   ToolSchema,
+                                   as_count,
+                                   as_list,
+                                   as_object,
+                                   as_text,
 )
-from agenteval.models.streaming import CallLog, Retry, stream_call
-from agenteval.models.telemetry import RepetitionGuard, StreamClock
-from agenteval.records import ModelCall
+from agenteval.models.streaming import CallLog, OutOfTime, Retry, StreamReader, stream_call
+from agenteval.records import ModelCall, ToolProtocol
 
 DEFAULT_URL = "http://127.0.0.1:11434"
 DEFAULT_NUM_CTX = 8192
@@ -49,7 +49,7 @@ class OllamaClient(ChatModel):
         self.num_ctx = num_ctx
         self.think = think
         self.keep_alive = keep_alive
-        self.sampling = dict(sampling or {})
+        self.sampling = dict(DEFAULT_SAMPLING if sampling is None else sampling)
         self.timeout_s = timeout_s
         self.retry = Retry(max_retries, backoff_s, sleep)
         self.token_counter = token_counter
@@ -70,72 +70,21 @@ class OllamaClient(ChatModel):
             body["think"] = self.think
         with self.calls.call() as call:
             return stream_call(f"{self.base_url}/api/chat", body, call, budget, self.retry,
-                               read=lambda lines, clock, deadline: self._read(lines, call, clock, deadline, budget),
+                               reader=lambda clock: _OllamaStream(call, clock, self._fill_counts),
                                server="ollama")
 
-    def _read(self, lines: Iterator[str], call: ModelCall, clock: StreamClock, deadline: float,
-              budget: float) -> ChatResponse:
-        guard = RepetitionGuard()
-        content: list[str] = []
-        thinking: list[str] = []
-        tool_calls: list[ToolCall] = []
-        final: dict[str, object] | None = None
-        for line in lines:
-            if not line.strip():
-                continue
-            if time.monotonic() > deadline:
-                raise ModelCallError(f"the answer ran past the {budget:g} s budget", Failure.timeout,
-                                     clock.finish(call))
-            try:
-                obj = json.loads(line)
-            except ValueError:
-                raise ModelCallError(f"malformed stream line: {line[:120]!r}", Failure.malformed,
-                                     clock.finish(call)) from None
-            if not isinstance(obj, dict):
-                raise ModelCallError(f"malformed stream line: {line[:120]!r}", Failure.malformed, clock.finish(call))
-            if "error" in obj:
-                raise ModelCallError(f"ollama error mid-stream: {str(obj['error'])[:200]}", Failure.malformed,
-                                     clock.finish(call))
-            msg = as_object(obj.get("message"))
-            thought, text = as_text(msg.get("thinking")), as_text(msg.get("content"))
-            if thought:
-                thinking.append(thought)
-                clock.token(answer=False)
-            if text:
-                content.append(text)
-                clock.token(answer=True)
-            for tc in map(as_object, as_list(msg.get("tool_calls"))):
-                fn = as_object(tc.get("function"))
-                args = fn.get("arguments")
-                tool_calls.append(ToolCall(id=as_text(tc.get("id")) or f"call_{len(tool_calls)}",
-                                           name=as_text(fn.get("name")),
-                                           arguments=args if isinstance(args, str) else json.dumps(args or {})))
-                clock.token(answer=True)
-            if guard.feed(thought + text):
-                call.finish_reason = "repetition"
-                raise ModelCallError("the model kept repeating the same text", Failure.repetition,
-                                     clock.finish(call))
-            if obj.get("done"):
-                final = obj
-                break
-        if final is None:
-            raise ModelCallError("the stream ended before the answer did", Failure.stream_cut, clock.finish(call))
-        call.prompt_tokens = as_count(final.get("prompt_eval_count"))
-        call.completion_tokens = as_count(final.get("eval_count"))
-        call.finish_reason = as_text(final.get("done_reason")) or "stop"
-        call.server_timings = {k: final[k] for k in ("total_duration", "load_duration", "prompt_eval_count",
-                                                      "prompt_eval_duration", "eval_count", "eval_duration")
-                               if k in final}
-        evals, eval_ns = as_count(final.get("eval_count")), as_count(final.get("eval_duration"))
-        if evals and eval_ns:
-            call.server_timings["eval_tokens_per_s"] = evals / (eval_ns / NS)
-        thought = "".join(thinking)
-        if thought and self.token_counter is not None:
-            call.reasoning_tokens = self.token_counter(thought)
+    def _fill_counts(self, call: ModelCall, answer: str, thought: str) -> None:
+        """Ollama counts prompt and completion (eval) itself; the reasoning share, and the counts of
+        a stream stopped before its final object, come from the model's tokenizer (estimated)."""
+        counter = self.token_counter
+        if counter is None:
+            return
+        if call.completion_tokens is None and (answer or thought):
+            call.completion_tokens = counter(answer + thought)
             call.tokens_estimated = True
-        clock.finish(call)
-        return ChatResponse(content="".join(content), reasoning=thought, tool_calls=tool_calls,
-                            finish_reason=call.finish_reason, call=call)
+        if thought and call.reasoning_tokens is None:
+            call.reasoning_tokens = counter(thought)
+            call.tokens_estimated = True
 
     def describe(self) -> dict[str, object]:
         """Server version, quantization, parameter size, context, memory: for the fingerprint."""
@@ -167,6 +116,56 @@ class OllamaClient(ChatModel):
 
     def fingerprint_info(self) -> dict[str, object]:
         return self.describe()
+
+
+class _OllamaStream(StreamReader):
+    """One /api/chat NDJSON stream; the final object (``done``) carries counts and durations."""
+
+    def read(self, lines: Iterator[str], deadline: float) -> ChatResponse:
+        call, clock = self.call, self.clock
+        final: dict[str, object] | None = None
+        for line in lines:
+            if not line.strip():
+                continue
+            if time.monotonic() > deadline:
+                raise OutOfTime
+            try:
+                obj = json.loads(line)
+            except ValueError:
+                raise ModelCallError(f"malformed stream line: {line[:120]!r}", Failure.malformed,
+                                     clock.finish(call)) from None
+            if not isinstance(obj, dict):
+                raise ModelCallError(f"malformed stream line: {line[:120]!r}", Failure.malformed, clock.finish(call))
+            if "error" in obj:
+                raise ModelCallError(f"ollama error mid-stream: {str(obj['error'])[:200]}", Failure.malformed,
+                                     clock.finish(call))
+            msg = as_object(obj.get("message"))
+            thought, text = as_text(msg.get("thinking")), as_text(msg.get("content"))
+            self.text(thought, text)
+            for tc in map(as_object, as_list(msg.get("tool_calls"))):
+                fn = as_object(tc.get("function"))
+                args = fn.get("arguments")
+                self.tool_calls.append(ToolCall(id=as_text(tc.get("id")) or f"call_{len(self.tool_calls)}",
+                                                name=as_text(fn.get("name")),
+                                                arguments=args if isinstance(args, str) else json.dumps(args or {})))
+                clock.token(answer=True)
+            if self.looping(thought + text):
+                return self.response(CallStop.repetition)
+            if obj.get("done"):
+                final = obj
+                break
+        if final is None:
+            raise ModelCallError("the stream ended before the answer did", Failure.stream_cut, clock.finish(call))
+        call.prompt_tokens = as_count(final.get("prompt_eval_count"))
+        call.completion_tokens = as_count(final.get("eval_count"))
+        self.finish = as_text(final.get("done_reason")) or "stop"
+        call.server_timings = {k: final[k] for k in ("total_duration", "load_duration", "prompt_eval_count",
+                                                      "prompt_eval_duration", "eval_count", "eval_duration")
+                               if k in final}
+        evals, eval_ns = as_count(final.get("eval_count")), as_count(final.get("eval_duration"))
+        if evals and eval_ns:
+            call.server_timings["eval_tokens_per_s"] = evals / (eval_ns / NS)
+        return self.response(CallStop.length if self.finish == "length" else CallStop.complete)
 
 
 def to_ollama_messages(messages: list[Message]) -> list[Message]:

@@ -12,7 +12,7 @@ from typing import Callable
 
 from agenteval.config import ModelConfig, ProjectConfig
 from agenteval.errors import ModelSpecError
-from agenteval.models.base import WARM_UP, ChatModel, Log, ModelSpec, TokenCounter
+from agenteval.models.base import WARM_UP, ChatModel, Log, ModelSpec, TokenCounter, ToolSupport
 from agenteval.records import ToolProtocol
 from agenteval.models.chat import ChatResponse, Message, ToolSchema
 from agenteval.models.servers import ManagedServer
@@ -79,6 +79,9 @@ class ServedModel(ChatModel):
     def stop(self) -> None:
         if self.server is not None:
             self.server.stop()
+
+    def tool_support(self) -> ToolSupport:
+        return self.client.tool_support() if self._client is not None else ToolSupport.unknown
 
     def chat(self, messages: list[Message], *, tools: list[ToolSchema] | None = None,
              max_tokens: int | None = None, timeout_s: float | None = None) -> ChatResponse:

@@ -17,6 +17,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import uuid
 from abc import ABC, abstractmethod
 from pathlib import Path
 from types import TracebackType
@@ -58,7 +59,8 @@ class ManagedServer(ABC):
         self.load_s: float | None = None
         log_dir = log_dir or Path(tempfile.gettempdir())
         log_dir.mkdir(parents=True, exist_ok=True)
-        self.log_path = log_dir / f"agenteval-server-{alias}.log"
+        # one file per server instance: concurrent runs of one alias never read each other's log
+        self.log_path = log_dir / f"agenteval-server-{alias}-{os.getpid()}-{uuid.uuid4().hex[:8]}.log"
 
     @property
     def base_url(self) -> str:
@@ -97,7 +99,45 @@ class ManagedServer(ABC):
             directory = path if cfg.test_model == "hf" else path.parent
             log(f"building the random-weight test model in {directory} (once)")
             create_test_model(directory, gguf=None if cfg.test_model == "hf" else cfg.test_model)
+        if cfg.download and path is not None and not path.exists():
+            from agenteval.models.downloads import fetch_model
+
+            fetch_model(cfg.download, path, log)
         self.check_installed()
+        warning = self.template_warning()
+        if warning:
+            log(warning)
+
+    def template_warning(self) -> str | None:
+        """A log line when the server will apply a default chat template (the GGUF has none and
+        the alias names none); ``describe`` flags it as ``chat_template_fallback``."""
+        info = self.template_info()
+        if not info.get("chat_template_fallback"):
+            return None
+        return (f"warning: model {self.alias!r}: {self.model_path} has no chat template, so the server applies "
+                f"{info['chat_template']}; answers may be poor. Set chat_template = \"chatml\" in agenteval.toml")
+
+    def default_template(self) -> str:
+        """What the engine applies to a model without a chat template."""
+        return "its default template"
+
+    def template_info(self) -> dict[str, object]:
+        """Where the chat template comes from, for the fingerprint (GGUF models only)."""
+        path = self.model_path
+        if self.cfg.chat_template:
+            return {"chat_template": f"{self.cfg.chat_template} (agenteval.toml chat_template)",
+                    "chat_template_fallback": False}
+        if path is None or path.suffix != ".gguf" or not path.is_file():
+            return {}
+        try:
+            from agenteval.models.gguf import has_chat_template
+
+            has_template = has_chat_template(path)
+        except (ImportError, OSError, ValueError):
+            return {}
+        if has_template:
+            return {"chat_template": "gguf", "chat_template_fallback": False}
+        return {"chat_template": self.default_template(), "chat_template_fallback": True}
 
     def check_installed(self) -> None:
         import importlib.util

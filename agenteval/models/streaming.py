@@ -1,22 +1,35 @@
 """The part of a streamed model call that every provider shares: bookkeeping of
 calls in flight, retries with backoff for transient failures only, the time
-budget, and turning HTTP statuses and transport failures into classified
-``ModelCallError``s."""
+budget (a partial answer is kept once the answer began), and turning HTTP
+statuses and transport failures into classified ``ModelCallError``s."""
 
 from __future__ import annotations
 
 import random
 import threading
 import time
+from abc import ABC, abstractmethod
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
-from agenteval.models.chat import ChatResponse, Failure, ModelCallError, http_failure, tracked
-from agenteval.models.telemetry import StreamClock
+from agenteval.models.chat import (
+                                   CallStop,
+                                   ChatResponse,
+                                   Closable,
+                                   Failure,
+                                   ModelCallError,
+                                   ToolCall,
+                                   cut,
+                                   http_failure,
+                                   retried,
+                                   tracked,
+)
+from agenteval.models.telemetry import RepetitionGuard, StreamClock, rate
 from agenteval.records import ModelCall
 
-TRANSIENT_STATUS = {429, 500, 502, 503, 504}
+# Fills the token counts a server did not send: (call, answer, reasoning).
+FillCounts = Callable[[ModelCall, str, str], None]
 
 
 @dataclass
@@ -56,41 +69,133 @@ class Retry:
         self.sleep(max(0.0, min(wait, deadline - time.monotonic())))
 
 
+class OutOfTime(Exception):
+    """Raised by a reader that sees the call's deadline pass between two pieces of the stream."""
+
+
+class StreamReader(ABC):
+    """Reads one streamed answer and keeps what has arrived, so that a stop (the time budget,
+    the loop guard, the client's token cap) returns the partial answer with its telemetry
+    instead of losing it. A provider writes ``read``; ``fill_counts`` fills the token counts
+    the server did not send (from a tokenizer, marked estimated)."""
+
+    def __init__(self, call: ModelCall, clock: StreamClock, fill_counts: FillCounts) -> None:
+        self.call = call
+        self.clock = clock
+        self.fill_counts = fill_counts
+        self.content: list[str] = []
+        self.reasoning: list[str] = []
+        self.tool_calls: list[ToolCall] = []
+        self.finish: str | None = None
+        self.guard = RepetitionGuard()
+
+    @abstractmethod
+    def read(self, lines: Iterator[str], deadline: float) -> ChatResponse:
+        """The whole answer, or a partial one; raises OutOfTime or ModelCallError."""
+
+    def pending(self) -> tuple[str, str]:
+        """Text a reader holds back (a possibly split tag) as (reasoning, answer), once the stream ends."""
+        return "", ""
+
+    def text(self, reasoning: str = "", answer: str = "") -> None:
+        """Take streamed text: time it, and watch it for loops (see ``looping``)."""
+        if reasoning:
+            self.reasoning.append(reasoning)
+            self.clock.token(answer=False)
+        if answer:
+            self.content.append(answer)
+            self.clock.token(answer=True)
+
+    def looping(self, text: str) -> bool:
+        return self.guard.feed(text)
+
+    def response(self, stop: CallStop = CallStop.complete) -> ChatResponse:
+        r, a = self.pending()
+        thought, answer = "".join(self.reasoning) + r, "".join(self.content) + a
+        call = self.call
+        if stop is CallStop.repetition:
+            call.finish_reason = "repetition"
+        elif stop is CallStop.budget:
+            call.finish_reason = "budget"
+        else:
+            call.finish_reason = self.finish
+        self.clock.finish(call)  # before counting, which may ask the server: not part of the call's time
+        self.fill_counts(call, answer, thought)
+        rate(call)
+        return ChatResponse(content=answer, reasoning=thought, tool_calls=self.tool_calls,
+                            finish_reason=call.finish_reason, call=call, stop=stop)
+
+
+class _Watchdog:
+    """Closes the response at the deadline, so a server that goes quiet cannot hold the call
+    past its budget (httpx's read timeout is per read, not per call)."""
+
+    def __init__(self, response: Closable, seconds: float) -> None:
+        self.fired = False
+        self._response = response
+        self._timer = threading.Timer(max(0.0, seconds), self._fire)
+        self._timer.daemon = True
+
+    def _fire(self) -> None:
+        self.fired = True
+        cut(self._response)
+
+    def __enter__(self) -> "_Watchdog":
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._timer.cancel()
+
+
+def out_of_time(reader: StreamReader, budget: float) -> ChatResponse:
+    """The budget ran out: the partial answer once anything arrived, else a timeout."""
+    if reader.clock.first_any is None:
+        raise ModelCallError(f"no first token within the {budget:g} s budget", Failure.timeout,
+                             reader.clock.finish(reader.call))
+    return reader.response(CallStop.budget)
+
+
 def stream_call(url: str, body: dict[str, object], call: ModelCall, budget: float, retry: Retry,
-                read: Callable[[Iterator[str], StreamClock, float], ChatResponse], server: str,
+                reader: Callable[[StreamClock], StreamReader], server: str,
                 headers: dict[str, str] | None = None) -> ChatResponse:
-    """POST ``body`` and hand the streamed lines to ``read``; retry only what is transient.
-    ``server`` names the server in error messages."""
+    """POST ``body`` and hand the streamed lines to a fresh ``reader``; retry only what is
+    transient. ``server`` names the server in error messages."""
     import httpx
 
     deadline = time.monotonic() + budget
+    sent_tools = "tools" in body
     for attempt in range(retry.max_retries + 1):
         call.retries = attempt
         clock = StreamClock()
+        current = reader(clock)
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise ModelCallError(f"no answer within the {budget:g} s budget", Failure.timeout, clock.finish(call))
+        watchdog: _Watchdog | None = None
         try:
             with httpx.Client(timeout=httpx.Timeout(remaining, connect=min(10.0, remaining))) as client, \
                     client.stream("POST", url, json=body, headers=headers) as resp:
-                if resp.status_code in TRANSIENT_STATUS and attempt < retry.max_retries:
+                if resp.status_code >= 400 and retried(resp.status_code, sent_tools) and attempt < retry.max_retries:
                     retry.wait(attempt, resp.headers.get("retry-after"), deadline)
                     continue
                 if resp.status_code >= 400:
                     resp.read()
-                    raise _http_error(server, resp.status_code, resp.text, "tools" in body, clock.finish(call))
-                with tracked(resp):
-                    return read(resp.iter_lines(), clock, deadline)
+                    raise _http_error(server, resp.status_code, resp.text, sent_tools, clock.finish(call))
+                with tracked(resp), _Watchdog(resp, deadline - time.monotonic()) as watchdog:
+                    return current.read(resp.iter_lines(), deadline)
+        except OutOfTime:
+            return out_of_time(current, budget)
         except (httpx.ConnectError, httpx.ConnectTimeout) as e:
             if attempt < retry.max_retries and time.monotonic() < deadline:
                 retry.wait(attempt, None, deadline)
                 continue
             raise ModelCallError(f"cannot reach {url}: {e}", Failure.unreachable, clock.finish(call)) from None
         except httpx.ReadTimeout:
-            what = "first token" if clock.first_any is None else "answer"
-            raise ModelCallError(f"no {what} within the {budget:g} s budget", Failure.timeout,
-                                 clock.finish(call)) from None
+            return out_of_time(current, budget)
         except (httpx.RemoteProtocolError, httpx.ReadError, httpx.StreamError) as e:
+            if watchdog is not None and watchdog.fired:
+                return out_of_time(current, budget)
             raise ModelCallError(f"the stream was cut: {e}", Failure.stream_cut, clock.finish(call)) from None
     raise AssertionError("unreachable")
 

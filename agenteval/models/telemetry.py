@@ -42,9 +42,14 @@ class StreamClock:
             call.ttfat_s = round(self.first_answer - self.t0, 6)
         if self.first_any is not None and self.last is not None and self.last > self.first_any:
             call.decode_s = self.last - self.first_any  # unrounded: a fast stream can take under a microsecond
-            if call.completion_tokens:
-                call.decode_tokens_per_s = call.completion_tokens / call.decode_s
-        return call
+        return rate(call)
+
+
+def rate(call: ModelCall) -> ModelCall:
+    """Decode tokens/s from the call's counts and decode time (again after counts were filled in)."""
+    if call.decode_s and call.completion_tokens:
+        call.decode_tokens_per_s = call.completion_tokens / call.decode_s
+    return call
 
 
 class ThinkSplitter:
@@ -90,34 +95,60 @@ def _partial_suffix(text: str, tag: str) -> int:
 
 class RepetitionGuard:
     """Notices a model stuck repeating the same text (a common failure of small
-    quantized models) so the call can be stopped instead of burning the budget."""
+    quantized models) so the call can be stopped instead of burning the budget.
+    Units of any length up to ``max_unit`` characters are caught (Gemma 3 270M's
+    real loop was a 206-character unit); the window kept is what the longest
+    unit needs."""
 
-    def __init__(self, min_span: int = 400, max_unit: int = 200, check_every: int = 64) -> None:
+    def __init__(self, min_span: int = 400, max_unit: int = 2000, min_repeats: int = 3,
+                 check_every: int = 64) -> None:
         self.min_span = min_span
         self.max_unit = max_unit
+        self.min_repeats = min_repeats
         self.check_every = check_every
+        self.window = max(min_span, min_repeats * max_unit) + check_every
         self.tail = ""
         self.since_check = 0
 
     def feed(self, text: str) -> bool:
-        self.tail = (self.tail + text)[-(self.min_span + 2 * self.max_unit):]
+        self.tail = (self.tail + text)[-self.window:]
         self.since_check += len(text)
         if self.since_check < self.check_every or len(self.tail) < self.min_span:
             return False
         self.since_check = 0
-        return looping(self.tail, self.min_span, self.max_unit)
+        return repeated_unit(self.tail, self.min_span, self.max_unit, self.min_repeats) is not None
 
 
-def looping(text: str, min_span: int = 400, max_unit: int = 200) -> bool:
+def repeated_unit(text: str, min_span: int = 400, max_unit: int = 2000, min_repeats: int = 3) -> int | None:
+    """The length of the shortest unit that the end of ``text`` repeats, at least ``min_repeats``
+    times and over at least ``min_span`` characters; None when it repeats none.
+
+    Candidate lengths are the distances back to earlier copies of the last few characters
+    (``str.rfind``), so long non-repeating text costs a handful of comparisons, not one per
+    possible length. The end may stop part-way through a unit."""
+    n = len(text)
+    key_len = min(16, n)
+    if key_len == 0:
+        return None
+    key = text[n - key_len:]
+    pos = text.rfind(key, 0, n - 1)
+    while pos >= 0:
+        unit = n - key_len - pos
+        if unit > max_unit:
+            return None
+        span = max(min_span, min_repeats * unit)
+        if span > n:
+            return None
+        # periodic with period ``unit`` over the last ``span`` characters
+        if text[n - span + unit:] == text[n - span:n - unit] and text[n - unit:].strip():
+            return unit
+        pos = text.rfind(key, 0, pos + key_len - 1)
+    return None
+
+
+def looping(text: str, min_span: int = 400, max_unit: int = 2000) -> bool:
     """True when the end of ``text`` is one unit repeated over at least ``min_span`` chars."""
-    for unit_len in range(1, max_unit + 1):
-        reps = -(-min_span // unit_len)
-        if reps < 3 or unit_len * reps > len(text):
-            continue
-        unit = text[-unit_len:]
-        if unit.strip() and text[-unit_len * reps:] == unit * reps:
-            return True
-    return False
+    return repeated_unit(text, min_span, max_unit) is not None
 
 
 def usage_into(call: ModelCall, usage: object) -> None:

@@ -40,7 +40,7 @@ def smollm2() -> Path:
         if required:
             pytest.fail(f"AGENTEVAL_REQUIRE_SERVERS=1 but it {reason}")
         pytest.skip(reason)
-    cache = Path(os.environ.get("AGENTEVAL_WHEEL_CACHE")
+    cache = Path(os.environ.get("AGENTEVAL_CACHE")
                  or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "agenteval") / "models"
     if not (cache / SMOLLM2).is_file():
         if not required:

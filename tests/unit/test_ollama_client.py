@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from agenteval.models.base import ModelSpec
-from agenteval.models.chat import ModelCallError
+from agenteval.models.chat import CallStop, ModelCallError
 from agenteval.models.ollama import OllamaClient, to_ollama_messages
 from tests.fixtures.protocols import ollama_stream as fx
 from tests.scripted_server import Reply, ScriptedServer, free_port
@@ -29,7 +29,8 @@ def test_thinking_answer_and_durations() -> None:
     assert c.ttft_s is not None and c.ttfat_s is not None and c.ttft_s <= c.ttfat_s
     body = srv.requests[0][2]
     assert srv.requests[0][1] == "/api/chat"
-    assert body["options"] == {"num_ctx": 16384, "num_predict": 99} and body["think"] is True
+    assert body["options"] == {"num_ctx": 16384, "num_predict": 99, "temperature": 0.0, "seed": 0}
+    assert body["think"] is True
     assert body["keep_alive"] == "10m" and body["stream"] is True
 
 
@@ -71,3 +72,29 @@ def test_faults() -> None:
         with pytest.raises(ModelCallError, match="mid-stream") as e:
             client(srv.url).chat([])
     assert e.value.kind == "infra"
+
+
+def test_repetition_and_budget_stops_keep_the_partial_answer() -> None:
+    loop = [fx.part("round and round we go. ") for _ in range(200)] + [fx.FINAL]
+    with ScriptedServer([Reply.ndjson(loop)]) as srv:
+        r = client(srv.url, token_counter=lambda t: len(t.split())).chat([])
+    assert r.stop is CallStop.repetition and r.content.startswith("round and round") and r.call.error is None
+    assert r.call.completion_tokens == len(r.content.split()) and r.call.tokens_estimated
+    slow = [fx.part(f"w{i} ") for i in range(30)] + [fx.FINAL]
+    with ScriptedServer([Reply.ndjson(slow, delays=[0.0] + [0.1] * 31)]) as srv:
+        r = client(srv.url, token_counter=lambda t: len(t.split())).chat([], timeout_s=0.5)
+    assert r.stop is CallStop.budget and r.content.startswith("w0 w1") and r.call.completion_tokens
+    assert r.call.decode_tokens_per_s
+
+
+def test_length_stop() -> None:
+    with ScriptedServer([Reply.ndjson([fx.part("cut"), {**fx.FINAL, "done_reason": "length"}])]) as srv:
+        r = client(srv.url).chat([], max_tokens=1)
+    assert (r.stop, r.call.completion_tokens) == (CallStop.length, 282)
+
+
+def test_a_plain_ollama_model_gets_the_sampling_defaults() -> None:
+    from agenteval.models import create_model
+
+    model = create_model("ollama:qwq:32b@http://127.0.0.1:1")
+    assert model.fingerprint_info()["sampling"] == {"temperature": 0.0, "seed": 0}

@@ -9,9 +9,10 @@ import time
 
 import pytest
 
-from agenteval.models.base import ModelSpec
-from agenteval.models.chat import ModelCallError
+from agenteval.models.base import ChatModel, ModelSpec, ToolSupport
+from agenteval.models.chat import CallStop, Failure, ModelCallError
 from agenteval.models.openai import OpenAICompatClient
+from tests.fixtures.protocols import llama_servers as llama
 from tests.fixtures.protocols import openai_stream as fx
 from tests.scripted_server import Reply, ScriptedServer, free_port
 
@@ -134,15 +135,148 @@ def test_slow_first_token_past_budget_is_the_models() -> None:
         t0 = time.monotonic()
         with pytest.raises(ModelCallError) as e:
             client(srv.url).chat(MESSAGES, timeout_s=0.5)
-    assert e.value.kind == "model" and "budget" in str(e.value) and time.monotonic() - t0 < 1.9
+    assert e.value.failure is Failure.timeout and e.value.kind == "model" and "first token" in str(e.value)
+    assert time.monotonic() - t0 < 1.9
 
 
-def test_endless_repetition_is_stopped() -> None:
+def test_endless_repetition_is_stopped_and_the_text_kept() -> None:
     loop = [fx.chunk({"content": "I will now write the file. "}) for _ in range(400)]
     with ScriptedServer([Reply.sse(loop)]) as srv:
+        r = client(srv.url, token_counter=lambda t: len(t.split())).chat(MESSAGES)
+    assert r.stop is CallStop.repetition and r.call.finish_reason == "repetition" and r.call.error is None
+    assert r.content.startswith("I will now write the file. I will") and r.content.count("write the file") < 60
+    assert r.call.completion_tokens == len(r.content.split()) and r.call.tokens_estimated
+
+
+@pytest.mark.parametrize("unit_len", [206, 700, 2000])
+def test_long_repeated_units_are_caught(unit_len: int) -> None:
+    import random
+    import string
+
+    rnd = random.Random(unit_len)
+    unit = "".join(rnd.choice(string.ascii_letters + "  \n") for _ in range(unit_len))
+    text = "Here is my plan.\n" + unit * 6
+    chunks = [fx.chunk({"content": text[i:i + 5]}) for i in range(0, len(text), 5)]
+    with ScriptedServer([Reply.sse(chunks + [fx.chunk({}, finish="stop")])]) as srv:
+        r = client(srv.url).chat(MESSAGES)
+    assert r.stop is CallStop.repetition and unit * 3 in r.content and len(r.content) < len(text)
+
+
+def _slow_words(n: int, delay: float) -> Reply:
+    return Reply.sse([fx.chunk({"content": f"word{i} "}) for i in range(n)] + [fx.chunk({}, finish="stop")],
+                     delays=[0.0] + [delay] * (n + 1))
+
+
+def test_the_time_budget_keeps_the_partial_answer_and_its_counts() -> None:
+    with ScriptedServer([_slow_words(40, 0.1)]) as srv:
+        srv.routes = {"/v1/models": Reply.json(llama.llama_cpp_python_models("smol")),
+                      "/openapi.json": Reply.json(llama.LLAMA_CPP_PYTHON_OPENAPI),
+                      "/extras/tokenize": Reply.json(llama.tokens(7))}
+        t0 = time.monotonic()
+        r = client(srv.url).chat(MESSAGES, timeout_s=0.75)
+    assert time.monotonic() - t0 < 2.5
+    assert r.stop is CallStop.budget and r.call.finish_reason == "budget" and r.call.error is None
+    assert r.content.startswith("word0 word1 ") and "word39" not in r.content
+    c = r.call
+    assert (c.completion_tokens, c.prompt_tokens, c.tokens_estimated) == (7, 7, True)
+    assert c.decode_s and c.decode_tokens_per_s == pytest.approx(7 / c.decode_s)
+    assert c.ttft_s is not None and 0.7 <= c.e2e_s < 2.0
+
+
+def test_a_server_gone_quiet_after_the_first_token_is_cut_at_the_budget() -> None:
+    reply = Reply.sse([fx.chunk({"content": "Hello"}), fx.chunk({"content": " world"}, finish="stop")],
+                      delays=[0.0, 5.0])
+    with ScriptedServer([reply]) as srv:
+        t0 = time.monotonic()
+        r = client(srv.url, token_counter=lambda t: len(t.split())).chat(MESSAGES, timeout_s=0.6)
+    assert time.monotonic() - t0 < 2.0
+    assert (r.stop, r.content, r.call.completion_tokens) == (CallStop.budget, "Hello", 1)
+
+
+def test_reasoning_cut_at_the_budget_is_kept_as_reasoning() -> None:
+    chunks = [fx.chunk({"reasoning_content": f"step {i}. "}) for i in range(30)] + [fx.chunk({}, finish="stop")]
+    with ScriptedServer([Reply.sse(chunks, delays=[0.0] + [0.1] * 31)]) as srv:
+        r = client(srv.url, token_counter=lambda t: len(t.split())).chat(MESSAGES, timeout_s=0.5)
+    assert r.stop is CallStop.budget and r.reasoning.startswith("step 0. ") and r.content == ""
+    assert r.call.reasoning_tokens == r.call.completion_tokens and r.call.completion_tokens
+
+
+def test_no_usage_and_no_tokenizer_of_ours_counts_with_the_servers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """llama-cpp-python streams no usage: completion and prompt come from /extras/tokenize, probed once."""
+    with ScriptedServer([Reply.sse(fx.NO_USAGE), Reply.sse(fx.NO_USAGE)]) as srv:
+        srv.routes = {"/v1/models": Reply.json(llama.llama_cpp_python_models("/m/SmolLM2-135M-Instruct.Q4_1.gguf")),
+                      "/openapi.json": Reply.json(llama.LLAMA_CPP_PYTHON_OPENAPI),
+                      "/extras/tokenize": Reply.json(llama.tokens(4))}
+        c = client(srv.url)
+        calls = [c.chat(MESSAGES).call for _ in range(2)]
+        info = c.fingerprint_info()
+    assert all((x.completion_tokens, x.tokens_estimated) == (4, True) for x in calls)
+    assert all(x.decode_tokens_per_s for x in calls)
+    assert sum(1 for m, path, _ in srv.requests if path == "/openapi.json") == 1  # probed once
+    assert (info["server"], info["server_version"], info["quantization"]) == ("llama-cpp-python", "0.3.16", "Q4_1")
+    assert c.tool_support() is ToolSupport.no
+
+
+def test_a_server_with_neither_usage_nor_tokenizer_leaves_counts_unknown() -> None:
+    with ScriptedServer([Reply.sse(fx.NO_USAGE)]) as srv:
+        call = client(srv.url).chat(MESSAGES).call
+    assert (call.completion_tokens, call.tokens_estimated, call.decode_tokens_per_s) == (None, False, None)
+
+
+def test_llama_server_props_tell_tools_template_and_quantization() -> None:
+    with ScriptedServer() as srv:
+        srv.routes = {"/v1/models": Reply.json(llama.llama_server_models()), "/props": Reply.json(llama.props())}
+        c = client(srv.url)
+        support, info = c.tool_support(), c.fingerprint_info()
+    assert support is ToolSupport.yes
+    assert (info["server"], info["server_version"], info["quantization"]) == ("llama-server", "b6500-abcdef12", "Q4_K_M")
+    assert info["context"] == 4096 and info["chat_template_fallback"] is False and info["chat_template_sha256"]
+    assert info["model_n_params"] == 268098176
+
+
+def test_llama_server_default_template_is_flagged_and_warned() -> None:
+    with ScriptedServer() as srv:
+        srv.routes = {"/v1/models": Reply.json(llama.llama_server_models()), "/props": Reply.json(llama.FALLBACK_PROPS)}
+        c = client(srv.url)
+        lines: list[str] = []
+        c.preflight(lines.append)
+        support, info = c.tool_support(), c.fingerprint_info()
+    assert support is ToolSupport.no and info["chat_template_fallback"] is True
+    assert len(lines) == 1 and "no chat template" in lines[0] and "chatml" in lines[0]
+
+
+def test_an_unknown_server_has_unknown_tool_support() -> None:
+    with ScriptedServer() as srv:
+        srv.routes = {"/v1/models": Reply.json({"data": [{"id": "m", "owned_by": "vllm"}]})}
+        assert client(srv.url).tool_support() is ToolSupport.unknown
+    assert client(f"http://127.0.0.1:{free_port()}").tool_support() is ToolSupport.unknown
+
+
+@pytest.mark.parametrize("status", [400, 422, 500, 501])
+def test_a_request_with_tools_refused_with_any_status_is_not_retried(status: int) -> None:
+    with ScriptedServer([Reply.json(llama.NO_JINJA_TOOLS, status=status)] * 5) as srv:
         with pytest.raises(ModelCallError) as e:
-            client(srv.url).chat(MESSAGES)
-    assert e.value.kind == "model" and e.value.call.finish_reason == "repetition"
+            client(srv.url).chat(MESSAGES, tools=[{"type": "function", "function": {"name": "bash"}}])
+    assert e.value.failure is Failure.tools_rejected and e.value.status == status and len(srv.chats) == 1
+
+
+def test_a_busy_server_is_retried_even_with_tools() -> None:
+    with ScriptedServer([Reply.json({"error": "loading"}, status=503), Reply.sse(fx.TWO_PARALLEL_TOOL_CALLS)]) as srv:
+        r = client(srv.url).chat(MESSAGES, tools=[{"type": "function", "function": {"name": "bash"}}])
+    assert r.call.retries == 1 and [t.name for t in r.tool_calls] == ["bash", "done"]
+
+
+def test_a_plain_model_sends_the_same_sampling_defaults_as_an_alias() -> None:
+    from agenteval.config import DEFAULT_SAMPLING
+    from agenteval.models import create_model
+
+    with ScriptedServer([Reply.sse(fx.VLLM_REASONING_FIELD)]) as srv:
+        model = create_model(f"openai:m@{srv.url}/v1")
+        assert isinstance(model, ChatModel)
+        model.chat(MESSAGES)
+        info = model.fingerprint_info()
+    assert {k: srv.chats[0][k] for k in DEFAULT_SAMPLING} == DEFAULT_SAMPLING == {"temperature": 0.0, "seed": 0}
+    assert info["sampling"] == DEFAULT_SAMPLING
 
 
 def test_sampling_and_max_tokens_are_sent() -> None:
@@ -179,8 +313,41 @@ def test_close_all_streams_cuts_a_call_in_flight() -> None:
     assert errors and errors[0].kind == "infra"
 
 
+def test_close_all_streams_wakes_a_reader_waiting_on_a_silent_server() -> None:
+    import threading
+
+    from agenteval.models.chat import close_all_streams
+
+    reply = Reply.sse([fx.chunk({"content": "Hi"}), fx.chunk({}, finish="stop")], delays=[0.0, 8.0])
+    with ScriptedServer([reply]) as srv:
+        errors: list[ModelCallError] = []
+
+        def call() -> None:
+            try:
+                client(srv.url).chat(MESSAGES, timeout_s=30)
+            except ModelCallError as e:
+                errors.append(e)
+
+        t = threading.Thread(target=call)
+        t.start()
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        assert close_all_streams() == 1
+        t.join(5)
+        assert time.monotonic() - t0 < 2
+    assert errors and errors[0].failure is Failure.stream_cut
+
+
 def test_a_server_that_ignores_max_tokens_is_cut_off() -> None:
     chunks = [fx.chunk({"content": f"t{i} "}) for i in range(300)]
     with ScriptedServer([Reply.sse(chunks)]) as srv:
         r = client(srv.url).chat(MESSAGES, max_tokens=20)
-    assert r.finish_reason == "length" and r.content.count("t") <= 21
+    assert r.finish_reason == "length" and r.stop is CallStop.length and r.content.count("t") <= 21
+
+
+def test_the_servers_length_stop_is_a_length_stop() -> None:
+    chunks = [fx.chunk({"content": "a b"}), fx.chunk({}, finish="length"),
+              fx.chunk(None, usage={"prompt_tokens": 3, "completion_tokens": 2})]
+    with ScriptedServer([Reply.sse(chunks)]) as srv:
+        r = client(srv.url).chat(MESSAGES, max_tokens=2)
+    assert (r.stop, r.content, r.call.completion_tokens, r.call.tokens_estimated) == (CallStop.length, "a b", 2, False)

@@ -4,7 +4,20 @@ from __future__ import annotations
 
 import time
 
-from agenteval.models.telemetry import RepetitionGuard, StreamClock, ThinkSplitter, looping, usage_into
+import random
+import string
+from pathlib import Path
+
+import pytest
+
+from agenteval.models.telemetry import (
+                                        RepetitionGuard,
+                                        StreamClock,
+                                        ThinkSplitter,
+                                        looping,
+                                        repeated_unit,
+                                        usage_into,
+)
 from agenteval.records import ModelCall
 
 
@@ -42,6 +55,50 @@ def test_repetition() -> None:
     guard = RepetitionGuard()
     assert not any(guard.feed(f"token {i} ") for i in range(300))
     assert any(guard.feed("again and again ") for _ in range(100))
+
+
+def _unit(length: int) -> str:
+    rnd = random.Random(length)
+    return "".join(rnd.choice(string.ascii_letters + string.digits + " \n.,") for _ in range(length))
+
+
+def _first_stop(text: str, piece: int = 7) -> int | None:
+    """Where a fresh guard fed ``text`` in pieces stops it, or None."""
+    guard = RepetitionGuard()
+    for i in range(0, len(text), piece):
+        if guard.feed(text[i:i + piece]):
+            return i + piece
+    return None
+
+
+@pytest.mark.parametrize("length", [5, 13, 64, 199, 200, 206, 333, 1000, 1999, 2000])
+def test_repeated_units_up_to_2000_chars_are_caught(length: int) -> None:
+    unit = _unit(length)
+    reps = max(4, -(-800 // length))
+    text = "Sure, here is the plan:\n" + unit * reps + unit[: length // 2]
+    assert repeated_unit(text) == length
+    stop = _first_stop(text)
+    assert stop is not None and stop <= len("Sure, here is the plan:\n") + max(400, 3 * length) + 64 + 7
+    assert _first_stop("Sure, here is the plan:\n" + unit * 2 + unit[: length // 2]) is None  # twice is no loop
+
+
+def test_a_unit_repeated_only_twice_is_no_loop() -> None:
+    unit = _unit(1500)
+    assert repeated_unit("intro " + unit * 2) is None
+
+
+def test_whitespace_runs_are_no_loop() -> None:
+    assert not looping("text\n" + " " * 3000)
+
+
+def test_no_false_positives_on_long_code_prose_and_tables() -> None:
+    code = "".join(p.read_text() for p in sorted((Path(__file__).parents[2] / "agenteval").rglob("*.py")))
+    table = "| n | square | parity |\n|---|---|---|\n" + "".join(
+        f"| {i} | {i * i} | {'odd' if i % 2 else 'even'} |\n" for i in range(3000))
+    csv = "".join(f"2024-01-{1 + i % 28:02d},sensor-{i % 7},{(i * 37) % 101}.0\n" for i in range(4000))
+    prose = " ".join(f"Step {i}: the agent reads file_{i}.py and checks its output." for i in range(1500))
+    for text in (code, table, csv, prose):
+        assert _first_stop(text) is None
 
 
 def test_clock_and_usage() -> None:

@@ -1,6 +1,7 @@
 """The servers agenteval can start for a model, one module per engine, named as
 the engine is in agenteval.toml (``engine = "llamacpp"``): ``transformers``
-(`transformers serve`), ``llamacpp`` (llama-cpp-python's server), ``command``
+(`transformers serve`), ``llamacpp`` (llama-cpp-python's server), ``llama-server``
+(llama.cpp's own server), ``command``
 (any command line). The alias of every provider can name any engine."""
 
 from __future__ import annotations
@@ -20,6 +21,10 @@ def engine_class(name: EngineName) -> type[ManagedServer]:
         from agenteval.models.engines.llamacpp import LlamaCppServer
 
         return LlamaCppServer
+    if name == "llama-server":
+        from agenteval.models.engines.llama_server import LlamaServer
+
+        return LlamaServer
     from agenteval.models.engines.command import CommandServer
 
     return CommandServer

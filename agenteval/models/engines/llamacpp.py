@@ -10,7 +10,7 @@ import sys
 import time
 
 from agenteval.models.base import TokenCounter
-from agenteval.models.chat import ChatResponse
+from agenteval.models.chat import CallStop, ChatResponse
 from agenteval.models.servers import ManagedServer, files_sha256, package_version
 
 _PERF = re.compile(r"llama_perf_context_print:\s+(?P<what>prompt eval|eval|total) time =\s+(?P<ms>[\d.]+) ms /\s+"
@@ -56,14 +56,42 @@ def use_server_perf(resp: ChatResponse, perf: dict[str, float]) -> None:
         call.decode_tokens_per_s = call.completion_tokens / call.decode_s
 
 
+_log_callback: list[object] = []  # keeps the ctypes callback alive while llama.cpp holds it
+
+
+def quiet_llama_logs() -> None:
+    """Send llama.cpp's in-process log (e.g. the n_ctx warning of a vocab-only load) to Python
+    logging at debug level instead of the user's console: llama-cpp-python's own callback
+    misreads newer llama.cpp log levels and prints warnings despite verbose=False."""
+    if _log_callback:
+        return
+    import ctypes
+    import logging
+
+    import llama_cpp
+
+    logger = logging.getLogger("agenteval.llama_cpp")
+
+    @llama_cpp.llama_log_callback  # type: ignore[untyped-decorator]
+    def forward(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+        logger.debug(text.decode("utf-8", errors="replace").rstrip())
+
+    _log_callback.append(forward)
+    llama_cpp.llama_log_set(forward, ctypes.c_void_p(0))
+
+
 class LlamaCppServer(ManagedServer):
     requires = ("llama_cpp", "agenteval[llamacpp]")
     needs_model_file = True
 
     def argv(self) -> list[str]:
+        template = ["--chat_format", self.cfg.chat_template] if self.cfg.chat_template else []
         return [sys.executable, "-m", "llama_cpp.server", "--model", str(self.model_path or ""),
                 "--host", "127.0.0.1", "--port", str(self.port), "--n_ctx", str(self.cfg.context),
-                "--model_alias", self.served_name(), *self.cfg.args]
+                "--model_alias", self.served_name(), *template, *self.cfg.args]
+
+    def default_template(self) -> str:
+        return "llama-2 (llama-cpp-python's fallback)"
 
     def describe(self) -> dict[str, object]:
         info: dict[str, object] = {"server": "llama-cpp-python", "server_version": package_version("llama_cpp_python")}
@@ -74,6 +102,7 @@ class LlamaCppServer(ManagedServer):
             info.update(gguf_info(path))
             info["file_bytes"] = path.stat().st_size
             info["file_sha256"] = files_sha256([path])
+        info.update(self.template_info())
         return info
 
     def token_counter(self) -> TokenCounter | None:
@@ -86,6 +115,7 @@ class LlamaCppServer(ManagedServer):
             if not encode:
                 import llama_cpp
 
+                quiet_llama_logs()
                 vocab = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
                 encode.append(lambda t: len(vocab.tokenize(t.encode("utf-8"), add_bos=False, special=False)))
             return encode[0](text)
@@ -96,7 +126,8 @@ class LlamaCppServer(ManagedServer):
         return self.log_size()
 
     def complete_call(self, resp: ChatResponse, mark: int) -> None:
-        if not resp.call.server_timings:
+        # a stream agenteval stopped (budget, loop guard) has no report of its own: its counts stay estimated
+        if not resp.call.server_timings and resp.stop in (CallStop.complete, CallStop.length):
             use_server_perf(resp, self.perf_since(mark))
 
     def perf_since(self, offset: int, wait_s: float = 1.0) -> dict[str, float]:
