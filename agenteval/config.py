@@ -127,15 +127,19 @@ class RunDefaults(StrictSettings):
 # llama.cpp's own llama-server (``-ls``).
 _SMOLLM2 = str(model_cache_dir() / "SmolLM2-135M-Instruct.Q4_1.gguf")
 _GEMMA3 = str(model_cache_dir() / "gemma-3-270m-q4_k_m.gguf")
+# llama-server's own default thread count collapses on a busy 2-core machine: the built-ins use
+# llama-cpp-python's default (half the cores) on both engines, so they compare like for like.
+_SAME_THREADS = ["-t", str(max(1, (os.cpu_count() or 2) // 2))]
 BUILTIN_MODELS = {
     "tiny": ModelConfig(engine="transformers", path=str(TEST_MODELS_DIR / "tiny"), test_model="hf", context=32768),
     "tiny-q4": ModelConfig(engine="llamacpp", path=str(TEST_MODELS_DIR / "tiny" / "model-Q4_K_M.gguf"),
                            test_model="Q4_K_M", context=16384),
     "smollm2": ModelConfig(engine="llamacpp", path=_SMOLLM2, download="smollm2", context=8192),
-    "smollm2-ls": ModelConfig(engine="llama-server", path=_SMOLLM2, download="smollm2", context=8192),
+    "smollm2-ls": ModelConfig(engine="llama-server", path=_SMOLLM2, download="smollm2", context=8192,
+                              args=_SAME_THREADS),
     "gemma3": ModelConfig(engine="llamacpp", path=_GEMMA3, download="gemma3", chat_template="chatml", context=8192),
     "gemma3-ls": ModelConfig(engine="llama-server", path=_GEMMA3, download="gemma3", chat_template="chatml",
-                             context=8192),
+                             context=8192, args=_SAME_THREADS),
 }
 
 
