@@ -39,6 +39,10 @@ DB_OPT = typer.Option(DEFAULT_DB, "--db", envvar="AGENTEVAL_DB",
                       help="DuckDB file the run is recorded in.")
 CONFIG_OPT = typer.Option(None, "--config", envvar="AGENTEVAL_CONFIG",
                           help="agenteval.toml with model aliases and run defaults [default: ./agenteval.toml].")
+INTERNET_OPT = typer.Option(False, "--allow-internet", envvar="AGENTEVAL_ALLOW_INTERNET",
+                            help="Give network to tasks that allow it (Harbor's allow_internet); none otherwise.")
+THRESHOLD_OPT = typer.Option(None, "--pass-threshold", envvar="AGENTEVAL_PASS_THRESHOLD",
+                             help="Harbor tasks: a trial passes when its reward is at least this [default: 1].")
 
 
 def _version(value: bool) -> None:
@@ -93,8 +97,9 @@ def run(
                                               help="With --executor ray: HOST:PORT of the head, ray://HOST:10001, "
                                                    "auto (RAY_ADDRESS or this machine's cluster) or local (start one "
                                                    "here) [default: auto]."),
+    allow_internet: bool = INTERNET_OPT, pass_threshold: Optional[float] = THRESHOLD_OPT,
 ) -> None:
-    """Run every model on every task variant and sample, then write the report."""
+    """Run every model on every task variant and sample (a folder of task folders: each), then write the report."""
     from agenteval.config import load_config
     from agenteval.runner import RunOptions, execute_run
     from agenteval.runner.run import Budgets
@@ -112,7 +117,8 @@ def run(
                       db=db or (Path(defaults.db) if defaults.db else DEFAULT_DB),
                       out=out or (Path(defaults.out) if defaults.out else REPORTS_DIR),
                       resume=resume, config=config, retry_errors=retry_errors, budgets=budgets,
-                      executor=executor, ray_address=ray_address)
+                      executor=executor, ray_address=ray_address, allow_internet=allow_internet,
+                      pass_threshold=pass_threshold)
     if retry_errors and not resume:
         err_console.print("[red]error:[/red] --retry-errors goes with --resume RUN_ID")
         raise typer.Exit(2)
@@ -334,14 +340,14 @@ def verify(task: str = typer.Argument(..., help="Task folder."),
            solution: Path = typer.Option(..., "--solution", "-s", help="Folder whose files are the workspace."),
            variant: Optional[str] = typer.Option(None, "--variant", help="Variant id (needed when there are several)."),
            artifacts: Optional[Path] = typer.Option(None, "--artifacts", help="Save the verifier's screenshots here."),
-           ) -> None:
+           allow_internet: bool = INTERNET_OPT, pass_threshold: Optional[float] = THRESHOLD_OPT) -> None:
     """Run a task's hidden verifier on a solution folder: exit 0 pass, 1 fail, 2 bad input."""
     from rich.table import Table
 
     from agenteval.runner.solution import verify_solution
 
-    outcome = _guard(lambda: verify_solution(task, solution, variant, artifacts,
-                                             log=lambda m: err_console.print(m, markup=False)))
+    outcome = _guard(lambda: verify_solution(task, solution, variant, artifacts, lambda m: err_console.print(
+        m, markup=False), pass_threshold, allow_internet))
     if outcome.verdict is None:
         err_console.print(f"[red]verify_error:[/red] {escape(str(outcome.error))}", highlight=False)
         raise typer.Exit(1)
@@ -388,39 +394,43 @@ def sandbox_prune(all_: bool = typer.Option(False, "--all", help="Also those of 
 
 
 @tasks_app.command("list")
-def tasks_list(paths: list[str] = typer.Argument(None, help="Task folders (default: tasks/*).")) -> None:
-    """Show tasks with their variants."""
+def tasks_list(paths: list[str] = typer.Argument(None, help="Task folders, or folders of them (default: tasks/*).")
+               ) -> None:
+    """Show tasks (agenteval's or Harbor's) with their variants."""
     from rich.table import Table
 
-    from agenteval.task import load_task
+    from agenteval.runner.run import warn_ignored_keys
+    from agenteval.task import expand_task_paths, load_task
 
     def body() -> None:
-        found = paths or sorted(str(p.parent) for p in Path("tasks").glob("*/task.toml"))
+        tasks = [load_task(p) for p in expand_task_paths(paths or (["tasks"] if Path("tasks").is_dir() else []))]
+        warn_ignored_keys(tasks, lambda m: err_console.print(m, markup=False, highlight=False))
         table = Table()
         for col in ("task", "mode", "image", "variants", "description"):
             table.add_column(col)
-        for p in found:
-            t = load_task(p)
-            table.add_row(t.name, t.spec.mode, t.spec.sandbox.image, ", ".join(v.id for v in t.variants()),
-                          t.spec.description)
+        for t in tasks:
+            box = t.spec.sandbox
+            table.add_row(t.name, t.spec.mode, escape(box.image or f"{box.build}/Dockerfile"),
+                          ", ".join(v.id for v in t.variants()), escape(t.spec.description))
         console.print(table)
 
     _guard(body)
 
 
 @tasks_app.command("validate")
-def tasks_validate(paths: list[str] = typer.Argument(None, help="Task folders (default: tasks/*)."),
+def tasks_validate(paths: list[str] = typer.Argument(None, help="Task folders, or folders of them (default: tasks/*)."),
                    repeat: int = typer.Option(1, "--repeat", "-k", min=1, help="Oracle runs per variant."),
-                   concurrency: int = typer.Option(2, "--concurrency", "-j", min=1, help="Trials at once.")) -> None:
+                   concurrency: int = typer.Option(2, "--concurrency", "-j", min=1, help="Trials at once."),
+                   allow_internet: bool = INTERNET_OPT) -> None:
     """Check every task: the oracle passes K of K times (else flaky) and nop fails, on every variant."""
     from rich.table import Table
 
     from agenteval.runner.validate import validate_tasks
 
-    found = list(paths or sorted(str(p.parent) for p in Path("tasks").glob("*/task.toml")))
     progress = _Progress()
     with progress:
-        rows = _guard(lambda: validate_tasks(found, repeat, concurrency, observer=progress, log=progress.log))
+        rows = _guard(lambda: validate_tasks(list(paths or ["tasks"]), repeat, concurrency, observer=progress,
+                                             log=progress.log, allow_internet=allow_internet))
     table = Table(title="task validation")
     for col in ("task", "variant", "oracle", "nop", "status"):
         table.add_column(col)

@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SCHEMA_VERSION = 2  # 2: agent_stop, agent_steps, tool_protocol, actions_run
+SCHEMA_VERSION = 2  # 2: agent_stop, agent_steps, tool_protocol, actions_run; verdict.rewards, fingerprint.network
 
 
 def utcnow() -> datetime:
@@ -85,7 +85,10 @@ class Verdict(BaseModel):
 
     checks: list[Check] = Field(default_factory=list, description="Every check, in order.")
     passed: bool = Field(default=False, description="True when there is at least one check and all passed.")
-    score: float = Field(default=0.0, description="Weighted fraction of checks passed, 0..1.")
+    score: float = Field(default=0.0, description="Weighted fraction of checks passed, 0..1 (reward protocol: "
+                         "the deciding reward, clamped to 0..1).")
+    rewards: dict[str, float] | None = Field(default=None, description="Reward protocol (Harbor): every value "
+                                             "of reward.txt ({'reward': x}) or reward.json, as written.")
 
     @classmethod
     def from_checks(cls, checks: list[Check]) -> "Verdict":
@@ -161,6 +164,8 @@ class Fingerprint(BaseModel):
     model: str
     provider: str
     model_info: dict[str, Any] = Field(default_factory=dict, description="Server, quantization, ...")
+    network: str = Field(default="none", description="'none', or 'internet' where --allow-internet granted "
+                         "it to a task that allows it.")
 
 
 class TrialRecord(BaseModel):

@@ -6,7 +6,8 @@ Contract of ``solution/``: files under ``solution/workspace/`` are written into
 /workspace; ``solution/solve.sh``, if present, then runs with bash in
 /workspace with ``AGENTEVAL_SOLUTION`` (the copied solution/ folder),
 ``AGENTEVAL_VARIANT_ID`` and ``AGENTEVAL_VARIANT`` (the variant's params as
-JSON) in its environment.
+JSON) in its environment. A Harbor task's solution/ goes to /solution, where its solve.sh expects it, and
+solve.sh runs from the task's workdir.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import json
 
 from agenteval.errors import TaskError
 from agenteval.models.base import AgentContext, AgentOutcome, AgentStatus, DirectSolver, ModelRequest, ModelSpec
-from agenteval.sandbox.base import CONTROL, VERIFIER_UID, WORKSPACE, files_from_dir
+from agenteval.sandbox.base import CONTROL, HARBOR_SOLUTION, VERIFIER_UID, WORKSPACE, files_from_dir
 from agenteval.task import Task
 
 SOLUTION_DIR = f"{CONTROL}/solution"
@@ -40,10 +41,11 @@ class OracleSolver(DirectSolver):
             ctx.sandbox.write_files(WORKSPACE, workspace_files)
         if not (sol / "solve.sh").is_file():
             return AgentOutcome(AgentStatus.done, f"wrote {len(workspace_files)} files")
-        ctx.sandbox.write_files(SOLUTION_DIR, files_from_dir(sol), uid=VERIFIER_UID, dir_mode=0o755)
-        env = {"AGENTEVAL_SOLUTION": SOLUTION_DIR, "AGENTEVAL_VARIANT_ID": ctx.variant.id,
+        target = HARBOR_SOLUTION if ctx.task.spec.sandbox.layout == "harbor" else SOLUTION_DIR
+        ctx.sandbox.write_files(target, files_from_dir(sol), uid=VERIFIER_UID, dir_mode=0o755)
+        env = {"AGENTEVAL_SOLUTION": target, "AGENTEVAL_VARIANT_ID": ctx.variant.id,
                "AGENTEVAL_VARIANT": json.dumps(ctx.variant.params)}
-        result = ctx.sandbox.exec(f"bash {SOLUTION_DIR}/solve.sh", env=env, timeout_s=ctx.budget.timeout_sec)
+        result = ctx.sandbox.exec(f"bash {target}/solve.sh", env=env, timeout_s=ctx.budget.timeout_sec)
         if result.timed_out:
             return AgentOutcome(AgentStatus.limit, f"solve.sh ran past the agent's {ctx.budget.timeout_sec:g} s budget")
         if result.exit_code != 0:

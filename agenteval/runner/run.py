@@ -27,7 +27,7 @@ from agenteval.runner.trial import TrialEnv, TrialInterrupted, TrialSpec, failed
 from agenteval.sandbox.base import Sandbox
 from agenteval.paths import DEFAULT_DB, REPORTS_DIR
 from agenteval.store import Store
-from agenteval.task import Task, load_task
+from agenteval.task import Task, expand_task_paths, load_task
 
 if TYPE_CHECKING:
     from docker import DockerClient
@@ -54,6 +54,8 @@ class StoredOptions(TypedDict):
     out: str
     executor: str
     ray_address: str | None
+    allow_internet: bool
+    pass_threshold: float | None
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,8 @@ class RunOptions:
     budgets: Budgets = field(default_factory=Budgets)
     executor: str | None = None  # 'local' (threads here, the default) or 'ray' (tasks on a Ray cluster)
     ray_address: str | None = None  # with executor='ray': HOST:PORT, ray://..., 'auto' or 'local'
+    allow_internet: bool = False  # network for the tasks that allow it (Harbor's allow_internet); none otherwise
+    pass_threshold: float | None = None  # reward protocol: passing reward, in place of the tasks' own (1)
 
     @property
     def jobs(self) -> int:
@@ -86,7 +90,8 @@ class RunOptions:
         return {"task_paths": self.task_paths, "models": self.models, "samples": self.samples,
                 "concurrency": self.jobs, "variants": self.variants,
                 "config": str(self.config) if self.config else None, "budgets": self.budgets,
-                "out": str(self.out), "executor": self.executor_name, "ray_address": self.ray_address}
+                "out": str(self.out), "executor": self.executor_name, "ray_address": self.ray_address,
+                "allow_internet": self.allow_internet, "pass_threshold": self.pass_threshold}
 
     def resumed(self, stored: Mapping[str, Any]) -> "RunOptions":
         """The options of the run being resumed, with every flag given now winning over its stored value."""
@@ -97,7 +102,9 @@ class RunOptions:
             concurrency=self.concurrency if self.concurrency is not None else cfg["concurrency"],
             config=self.config or (Path(cfg["config"]) if cfg["config"] else None),
             executor=self.executor if self.executor is not None else cfg["executor"],
-            ray_address=self.ray_address or cfg["ray_address"])
+            ray_address=self.ray_address or cfg["ray_address"],
+            allow_internet=self.allow_internet or bool(cfg["allow_internet"]),
+            pass_threshold=self.pass_threshold if self.pass_threshold is not None else cfg["pass_threshold"])
 
 
 @dataclass(frozen=True)
@@ -154,6 +161,30 @@ def with_budgets(task: Task, budgets: Budgets) -> Task:
     return dataclasses.replace(task, spec=task.spec.model_copy(update={"agent": agent}))
 
 
+def with_run_settings(task: Task, opts: RunOptions) -> Task:
+    """The task as this run runs it: budgets, the pass threshold, and network only where the task allows
+    it and the run grants it (--allow-internet)."""
+    task = with_budgets(task, opts.budgets)
+    asked = task.spec.sandbox.internet
+    sandbox = task.spec.sandbox.model_copy(update={"internet": asked and opts.allow_internet})
+    verifier = task.spec.verifier
+    if opts.pass_threshold is not None:
+        verifier = verifier.model_copy(update={"pass_threshold": opts.pass_threshold})
+    return dataclasses.replace(task, spec=task.spec.model_copy(update={"sandbox": sandbox, "verifier": verifier}),
+                               internet_withheld=asked and not opts.allow_internet)
+
+
+def warn_ignored_keys(tasks: list[Task], log: Callable[[str], None]) -> None:
+    """One line naming every Harbor key agenteval does not use, with how many tasks set it."""
+    counts: dict[str, int] = {}
+    for task in tasks:
+        for key in task.ignored_keys:
+            counts[key] = counts.get(key, 0) + 1
+    if counts:
+        log("warning: Harbor task keys agenteval does not use (ignored): " +
+            ", ".join(f"{k} ({n} task{'s' if n > 1 else ''})" for k, n in sorted(counts.items())))
+
+
 def prepare(opts: RunOptions, log: Callable[[str], None]) -> RunPlan:
     """Validate everything a user can get wrong before any container starts."""
     if not opts.task_paths:
@@ -163,7 +194,8 @@ def prepare(opts: RunOptions, log: Callable[[str], None]) -> RunPlan:
     if opts.jobs < 1:
         raise BadInputError("--concurrency must be at least 1")
     check_executor_name(opts.executor_name)
-    tasks = [with_budgets(load_task(p), opts.budgets) for p in opts.task_paths]
+    tasks = [with_run_settings(load_task(p), opts) for p in expand_task_paths(opts.task_paths)]
+    warn_ignored_keys(tasks, log)
     names = [t.name for t in tasks]
     if len(set(names)) != len(names):
         raise BadInputError(f"two task folders share the name {max(names, key=names.count)!r}")
@@ -178,16 +210,15 @@ def prepare(opts: RunOptions, log: Callable[[str], None]) -> RunPlan:
         task.variants(opts.variants or None)
 
     from agenteval.sandbox.engine import connect
-    from agenteval.sandbox.images import ensure_image, find_sandboxes_dir, image_tag
+    from agenteval.sandbox.images import ensure_task_image, task_image_tag
 
     client = connect() if opts.executor_name in IN_PROCESS else None
     for model in models.values():  # slow checks last: engine installed, model file there (or built)
         model.preflight(log)
     if client is not None:
-        images = {t.name: ensure_image(client, t.spec.sandbox.image, find_sandboxes_dir(t.path), log) for t in tasks}
+        images = {t.name: ensure_task_image(client, t.path, t.spec.sandbox, log) for t in tasks}
     else:  # the nodes build and hold the images; the tag names the content they must have
-        images = {t.name: t.spec.sandbox.image if ":" in t.spec.sandbox.image
-                  else image_tag(t.spec.sandbox.image, find_sandboxes_dir(t.path)) for t in tasks}
+        images = {t.name: task_image_tag(t.path, t.spec.sandbox) for t in tasks}
     return RunPlan(opts, tasks, models, client, images, config)
 
 
@@ -284,7 +315,8 @@ def _fingerprinter(run_plan: RunPlan, into: dict[tuple[str, str], Fingerprint]) 
         for task in run_plan.tasks:
             into[(model.spec.label, task.name)] = base_fingerprint(
                 model.spec, docker_version=docker_version, image=images[task.name],
-                image_id=image_ids[task.name], model_info=model.fingerprint_info())
+                image_id=image_ids[task.name], model_info=model.fingerprint_info(),
+            ).model_copy(update={"network": "internet" if task.spec.sandbox.internet else "none"})
 
     return fingerprint
 

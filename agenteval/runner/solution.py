@@ -22,19 +22,23 @@ def pick_variant(task: Task, variant_id: str | None) -> VariantSpec:
 
 
 def verify_solution(task_path: str | Path, solution: str | Path, variant_id: str | None = None,
-                    artifacts_dir: Path | None = None, log: Callable[[str], None] = print) -> VerifyOutcome:
-    """Run ``task``'s verifier on the files in ``solution`` (copied into /workspace as the agent's)."""
+                    artifacts_dir: Path | None = None, log: Callable[[str], None] = print,
+                    pass_threshold: float | None = None, allow_internet: bool = False) -> VerifyOutcome:
+    """Run ``task``'s verifier on the files in ``solution`` (copied into /workspace, which is also a
+    Harbor task's workdir, as the agent's)."""
+    from agenteval.runner.run import RunOptions, with_run_settings
     from agenteval.sandbox.docker import DockerSandbox
     from agenteval.sandbox.engine import connect
-    from agenteval.sandbox.images import ensure_image, find_sandboxes_dir
+    from agenteval.sandbox.images import ensure_task_image
 
-    task = load_task(task_path)
+    task = with_run_settings(load_task(task_path), RunOptions(
+        task_paths=[], models=[], pass_threshold=pass_threshold, allow_internet=allow_internet))
     src = Path(solution)
     if not src.is_dir():
         raise BadInputError(f"{src}: no such folder (--solution takes the folder that becomes /workspace)")
     variant = pick_variant(task, variant_id)
     client = connect()
-    image = ensure_image(client, task.spec.sandbox.image, find_sandboxes_dir(task.path), log)
+    image = ensure_task_image(client, task.path, task.spec.sandbox, log)
     with DockerSandbox.for_spec(client, image, task.spec.sandbox, {"agenteval.run": "verify"}) as sandbox:
         for env_dir in task.environment_dirs(variant):
             sandbox.write_tree(WORKSPACE, env_dir, uid=AGENT_UID)

@@ -35,11 +35,12 @@ class VariantValidation:
 
 
 def validate_tasks(paths: list[str], repeat: int = 1, concurrency: int = 1, db: Path | None = None,
-                   observer: RunObserver | None = None,
-                   log: Callable[[str], None] = print) -> list[VariantValidation]:
+                   observer: RunObserver | None = None, log: Callable[[str], None] = print,
+                   allow_internet: bool = False) -> list[VariantValidation]:
     with tempfile.TemporaryDirectory(prefix="agenteval-validate-") as tmp:
         store = db or Path(tmp) / "validate.duckdb"
-        common = RunOptions(task_paths=paths, models=[], concurrency=concurrency, db=store, out=Path(tmp) / "reports")
+        common = RunOptions(task_paths=paths, models=[], concurrency=concurrency, db=store, out=Path(tmp) / "reports",
+                            allow_internet=allow_internet)
         oracle = execute_run(dataclasses.replace(common, models=["oracle"], samples=repeat), observer, log)
         nop = execute_run(dataclasses.replace(common, models=["nop"], samples=1), observer, log)
     rows: dict[tuple[str, str], VariantValidation] = {}

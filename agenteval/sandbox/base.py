@@ -6,6 +6,12 @@ agent (uid ``AGENT_UID``), who works in ``WORKSPACE``; the verifier (uid
 ``CONTROL``, where hidden tests and the verdict live; and the solution (uid
 ``SOLUTION_UID``), as which the verifier runs the code it judges, owning
 nothing of the verifier's.
+
+A Harbor task's sandbox (``SandboxLayout.harbor``) also has Harbor's folders:
+the agent's workdir (the same folder as /workspace, seeded with the image's
+files there), /logs/agent and /logs/artifacts (the agent may write),
+/logs/verifier (only the group ``VERIFY_GID``, which no agent process holds,
+may write), /tests and /solution (the verifier's, read-only to the others).
 """
 
 from __future__ import annotations
@@ -18,14 +24,19 @@ from types import TracebackType
 
 from agenteval.records import ExecRecord
 from agenteval.task.files import task_file
-from agenteval.task.spec import SandboxSpec, parse_size
+from agenteval.task.spec import WORKDIR, SandboxSpec, parse_size
 
 AGENT_UID = 1000
 VERIFIER_UID = 1001
 SOLUTION_UID = 1002
 IDLE_UID = 65534  # the container's own keep-alive process: neither user can signal it
-WORKSPACE = "/workspace"
+WORKSPACE = WORKDIR
 CONTROL = "/agenteval"
+HARBOR_LOGS = "/logs"
+VERIFIER_LOGS = "/logs/verifier"
+HARBOR_TESTS = "/tests"
+HARBOR_SOLUTION = "/solution"
+VERIFY_GID = 1003  # the group Harbor's tests run with: alone it may write /logs/verifier
 
 
 @dataclass(frozen=True)
@@ -52,6 +63,21 @@ class SandboxLimits:
             exec_timeout_s=spec.exec_timeout_sec,
             output_limit_bytes=parse_size(spec.output_limit),
         )
+
+
+@dataclass(frozen=True)
+class SandboxLayout:
+    """Where the agent works, which well-known folders the sandbox has, whether it has a network."""
+
+    workdir: str | None = WORKSPACE  # None: the image's WORKDIR (/workspace where it has none)
+    harbor: bool = False
+    internet: bool = False
+    env: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def from_spec(cls, spec: SandboxSpec) -> "SandboxLayout":
+        return cls(workdir=spec.workdir, harbor=spec.layout == "harbor", internet=spec.internet,
+                   env=tuple(sorted(spec.env.items())))
 
 
 @dataclass(frozen=True)
@@ -95,16 +121,17 @@ class Sandbox(abc.ABC):
     """One trial's isolated environment. Use as a context manager: close() always runs."""
 
     execs: list[ExecRecord]
+    workdir: str = WORKSPACE  # where the agent's commands start; known once started
 
     @abc.abstractmethod
     def start(self) -> None:
         """Create the environment. Raises SandboxError (or EngineUnavailableError)."""
 
     @abc.abstractmethod
-    def exec(self, command: str, *, uid: int = AGENT_UID, workdir: str = WORKSPACE,
+    def exec(self, command: str, *, uid: int = AGENT_UID, workdir: str | None = None,
              env: dict[str, str] | None = None, timeout_s: float | None = None,
              phase: str = "agent") -> ExecRecord:
-        """Run ``sh -c command``; never raises for the command's own failure.
+        """Run ``sh -c command`` (in ``workdir``, by default the agent's); never raises for the command's own failure.
 
         The timeout is enforced inside (coreutils ``timeout``) and from the
         host; output beyond the limit is counted and dropped. Raises

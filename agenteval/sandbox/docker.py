@@ -6,13 +6,13 @@ users, read-only root with size-capped tmpfs-backed volumes for /workspace
 and /agenteval, a tmpfs /tmp, an init process, ulimits, and exec timeouts
 inside the container and from the host. Every container and volume carries
 ``agenteval.*`` labels so ``prune`` can find what a killed run left behind.
+A task's workdir other than /workspace is the same volume mounted a second
+time; a Harbor task's sandbox also gets the folders ``base`` describes.
 """
 
 from __future__ import annotations
 
 import io
-import os
-import socket
 import tarfile
 import threading
 import time
@@ -22,18 +22,17 @@ from typing import TYPE_CHECKING
 
 from agenteval.errors import SandboxClosedError, SandboxError, SandboxFileError, SandboxStartError
 from agenteval.records import ExecRecord
+from agenteval.sandbox.base import (
+    AGENT_UID, CONTROL, HARBOR_LOGS, HARBOR_SOLUTION, HARBOR_TESTS, IDLE_UID, SOLUTION_UID, VERIFIER_LOGS,
+    VERIFIER_UID, VERIFY_GID, WORKSPACE, FileEntry, Sandbox, SandboxLayout, SandboxLimits, TreeEntry, safe_relpath,
+)
+from agenteval.sandbox.cleanup import LABEL, OWNER_LABEL, owner_label, prune, remove_sandbox
 from agenteval.task.files import task_file
 from agenteval.task.spec import SandboxSpec
-from agenteval.sandbox.base import (
-    AGENT_UID, CONTROL, IDLE_UID, SOLUTION_UID, VERIFIER_UID, WORKSPACE, FileEntry, Sandbox, SandboxLimits, TreeEntry,
-    safe_relpath,
-)
 
 if TYPE_CHECKING:
     import docker
 
-LABEL = "agenteval.managed"
-OWNER_LABEL = "agenteval.owner"
 HOST_GRACE_S = 5.0  # the host steps in this long after the in-container timeout should have fired
 # What the verifier holds, and nobody else: starting solution code as its own uid, stopping it.
 # They stay in the container's bounding set only for that; no-new-privileges keeps them out of
@@ -44,11 +43,6 @@ _HOMES = {AGENT_UID: "/tmp", VERIFIER_UID: f"{CONTROL}/home"}
 _TMPDIRS = {VERIFIER_UID: f"{CONTROL}/home/tmp"}
 _live: set["DockerSandbox"] = set()
 _live_lock = threading.Lock()
-
-
-def owner_label() -> str:
-    """host:pid of this process; prune leaves sandboxes of live owners alone."""
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def close_all_live() -> int:
@@ -106,13 +100,15 @@ class _Capture:
 
 
 class DockerSandbox(Sandbox):
-    """One container plus two tmpfs-backed volumes, removed by ``close()``."""
+    """One container plus its tmpfs-backed volumes (two; six for a Harbor task), removed by ``close()``."""
 
     def __init__(self, client: "docker.DockerClient", image: str, limits: SandboxLimits | None = None,
-                 labels: dict[str, str] | None = None) -> None:
+                 labels: dict[str, str] | None = None, layout: SandboxLayout | None = None) -> None:
         self.client = client
         self.image = image
         self.limits = limits or SandboxLimits()
+        self.layout = layout or SandboxLayout()
+        self.workdir = WORKSPACE
         self.name = f"agenteval-{uuid.uuid4().hex[:12]}"
         self.labels = {LABEL: "1", OWNER_LABEL: owner_label(), **(labels or {})}
         self.execs: list[ExecRecord] = []
@@ -125,7 +121,7 @@ class DockerSandbox(Sandbox):
     def for_spec(cls, client: "docker.DockerClient", image: str, spec: SandboxSpec,
                  labels: dict[str, str] | None = None) -> "DockerSandbox":
         """The sandbox a task's [sandbox] table describes, from an image already built."""
-        return cls(client, image, SandboxLimits.from_spec(spec), labels)
+        return cls(client, image, SandboxLimits.from_spec(spec), labels, SandboxLayout.from_spec(spec))
 
     # -- lifecycle ---------------------------------------------------------
     def start(self) -> None:
@@ -134,30 +130,32 @@ class DockerSandbox(Sandbox):
 
         with _live_lock:
             _live.add(self)
-        lim = self.limits
+        lim, layout, api = self.limits, self.layout, self.client.api
         try:
-            ws = self._volume("ws", lim.workspace_bytes, AGENT_UID, 0o755)
-            ctl = self._volume("ctl", lim.control_bytes, VERIFIER_UID, 0o711)
-            api = self.client.api
+            self.workdir = layout.workdir or _image_workdir(self.client, self.image)
+            mounts = [Mount(path, self._volume(kind, size, uid, mode, gid), type="volume", no_copy=True)
+                      for path, kind, size, uid, gid, mode in self._volume_plan()]
             host_config = api.create_host_config(
-                init=True, network_mode="none", read_only=True, cap_drop=["ALL"], cap_add=list(VERIFIER_CAPS),
+                init=True, network_mode="bridge" if layout.internet else "none", read_only=True, cap_drop=["ALL"],
+                cap_add=list(VERIFIER_CAPS),
                 security_opt=["no-new-privileges"], mem_limit=lim.memory_bytes, memswap_limit=lim.memory_bytes,
                 pids_limit=lim.pids, nano_cpus=int(lim.cpus * 1e9),
                 ulimits=[Ulimit(name="nofile", soft=1024, hard=1024), Ulimit(name="core", soft=0, hard=0)],
-                tmpfs={"/tmp": f"size={lim.tmp_bytes},mode=1777,nosuid,nodev"},
-                mounts=[Mount(WORKSPACE, ws, type="volume"), Mount(CONTROL, ctl, type="volume")],
+                tmpfs={"/tmp": f"size={lim.tmp_bytes},mode=1777,nosuid,nodev"}, mounts=mounts,
             )
             # The container runs as root so that a root exec (the verifier's, see _command_argv)
             # gets VERIFIER_CAPS; the keep-alive itself drops to IDLE_UID with no capability.
             keep_alive = ["setpriv", f"--reuid={IDLE_UID}", f"--regid={IDLE_UID}", "--clear-groups",
                           "--inh-caps=-all", "--ambient-caps=-all", "--", "sleep", "infinity"]
             created = api.create_container(
-                self.image, keep_alive, name=self.name, user="0:0",
-                working_dir=WORKSPACE, hostname="sandbox", network_disabled=True, labels=self.labels,
+                self.image, keep_alive, name=self.name, user="0:0", environment=dict(layout.env), entrypoint=[],
+                working_dir=WORKSPACE, hostname="sandbox", network_disabled=not layout.internet, labels=self.labels,
                 host_config=host_config,
             )
             self.container_id = created["Id"]
             api.start(self.container_id)
+            if layout.harbor:
+                self._seed_harbor()
         except DockerException as e:
             self.close()
             raise SandboxStartError(f"could not start a sandbox from image {self.image!r}: {_short(e)}") from e
@@ -165,15 +163,43 @@ class DockerSandbox(Sandbox):
             self.close()
             raise SandboxClosedError("sandbox was closed while it started")
 
-    def _volume(self, kind: str, size: int, uid: int, mode: int) -> str:
+    def _volume_plan(self) -> list[tuple[str, str, int, int, int, int]]:
+        """(mount path, volume kind, size, owner uid, gid, mode): the workspace (also at the workdir) and
+        the verifier's folder; a Harbor task's also /logs, /logs/verifier, /tests and /solution."""
+        lim = self.limits
+        plan = [(WORKSPACE, "ws", lim.workspace_bytes, AGENT_UID, AGENT_UID, 0o755),
+                (CONTROL, "ctl", lim.control_bytes, VERIFIER_UID, VERIFIER_UID, 0o711)]
+        if self.workdir != WORKSPACE:
+            plan.append((self.workdir, "ws", lim.workspace_bytes, AGENT_UID, AGENT_UID, 0o755))
+        if self.layout.harbor:
+            plan += [(HARBOR_LOGS, "logs", lim.control_bytes, 0, 0, 0o755),
+                     (VERIFIER_LOGS, "vlogs", lim.control_bytes, 0, VERIFY_GID, 0o770),
+                     (HARBOR_TESTS, "tests", lim.control_bytes, VERIFIER_UID, VERIFIER_UID, 0o755),
+                     (HARBOR_SOLUTION, "sol", lim.control_bytes, VERIFIER_UID, VERIFIER_UID, 0o755)]
+        return plan
+
+    def _volume(self, kind: str, size: int, uid: int, mode: int, gid: int) -> str:
         name = f"{self.name}-{kind}"
+        if name in self._volumes:  # one volume, mounted twice (the workspace at the workdir)
+            return name
         self.client.volumes.create(
             name, driver="local", labels=self.labels,
             driver_opts={"type": "tmpfs", "device": "tmpfs",
-                         "o": f"size={size},uid={uid},gid={uid},mode={mode:o},nosuid,nodev"},
+                         "o": f"size={size},uid={uid},gid={gid},mode={mode:o},nosuid,nodev"},
         )
         self._volumes.append(name)
         return name
+
+    def _seed_harbor(self) -> None:
+        """The image's files in the workdir, copied into it owned by the agent; /logs/agent and /logs/artifacts."""
+        seed = _image_tree(self.client, self.image, self.workdir, self.labels, self.limits.workspace_bytes)
+        if seed:
+            self._put(self.workdir, seed, f"copy the image's {self.workdir}")
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            tar.addfile(_tarinfo("agent", tarfile.DIRTYPE, 0o755, AGENT_UID, time.time()))
+            tar.addfile(_tarinfo("artifacts", tarfile.DIRTYPE, 0o1777, 0, time.time()))
+        self._put(HARBOR_LOGS, buf.getvalue(), f"create {HARBOR_LOGS}")
 
     def close(self) -> None:
         with self._lock:
@@ -190,7 +216,7 @@ class DockerSandbox(Sandbox):
         return self.container_id
 
     # -- commands ----------------------------------------------------------
-    def exec(self, command: str, *, uid: int = AGENT_UID, workdir: str = WORKSPACE,
+    def exec(self, command: str, *, uid: int = AGENT_UID, workdir: str | None = None,
              env: dict[str, str] | None = None, timeout_s: float | None = None,
              phase: str = "agent") -> ExecRecord:
         from docker.errors import DockerException
@@ -201,7 +227,7 @@ class DockerSandbox(Sandbox):
         api = self.client.api
         t0 = time.monotonic()
         try:
-            exec_id = api.exec_create(self._cid(), argv, user=user, workdir=workdir,
+            exec_id = api.exec_create(self._cid(), argv, user=user, workdir=workdir or self.workdir,
                                       environment={**_base_env(uid), **(env or {})})["Id"]
             stream = api.exec_start(exec_id, stream=True, demux=True)
         except DockerException as e:
@@ -302,7 +328,7 @@ class DockerSandbox(Sandbox):
     # -- files -------------------------------------------------------------
     def write_files(self, dest: str, files: dict[str, FileEntry], *, uid: int = AGENT_UID,
                     dir_mode: int = 0o755) -> None:
-        root, prefix = _split_mount(dest)
+        root, prefix = self._split_mount(dest)
         buf = io.BytesIO()
         now = time.time()
         with tarfile.open(fileobj=buf, mode="w") as tar:
@@ -327,7 +353,7 @@ class DockerSandbox(Sandbox):
         self._put(root, buf.getvalue(), f"write files into {dest}")
 
     def write_tree(self, dest: str, src: Path, *, uid: int = AGENT_UID) -> None:
-        root, prefix = _split_mount(dest)
+        root, prefix = self._split_mount(dest)
 
         def own(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
             if not (info.isfile() or info.isdir() or info.issym()):
@@ -343,6 +369,15 @@ class DockerSandbox(Sandbox):
             for child in sorted(src.iterdir()):
                 tar.add(child, arcname="/".join(p for p in (prefix, child.name) if p), filter=own)
         self._put(root, buf.getvalue(), f"copy {src} into {dest}")
+
+    def _split_mount(self, dest: str) -> tuple[str, str]:
+        """(mount root, path below it): files can only go into the sandbox's writable mounts."""
+        roots = [WORKSPACE, CONTROL, self.workdir] + ([HARBOR_TESTS, HARBOR_SOLUTION] if self.layout.harbor else [])
+        for root in roots:
+            if dest == root or dest.startswith(root + "/"):
+                rest = dest[len(root):].strip("/")
+                return root, safe_relpath(rest) if rest else ""
+        raise SandboxFileError(f"can only write under {', '.join(roots)}, not {dest}")
 
     def _put(self, root: str, archive: bytes, what: str) -> None:
         from docker.errors import DockerException
@@ -396,13 +431,44 @@ class DockerSandbox(Sandbox):
         return out
 
 
-def _split_mount(dest: str) -> tuple[str, str]:
-    """(mount root, path below it): files can only go into the sandbox's writable mounts."""
-    for root in (WORKSPACE, CONTROL):
-        if dest == root or dest.startswith(root + "/"):
-            rest = dest[len(root):].strip("/")
-            return root, safe_relpath(rest) if rest else ""
-    raise SandboxFileError(f"can only write under {WORKSPACE} or {CONTROL}, not {dest}")
+def _image_workdir(client: "docker.DockerClient", image: str) -> str:
+    """The image's WORKDIR, or /workspace where it has none (or only /)."""
+    workdir = str(client.api.inspect_image(image).get("Config", {}).get("WorkingDir") or "").rstrip("/")
+    return workdir if workdir.startswith("/") and workdir not in (CONTROL, "/tmp") else WORKSPACE
+
+
+def _image_tree(client: "docker.DockerClient", image: str, path: str, labels: dict[str, str], limit: int) -> bytes:
+    """What the image holds under ``path`` as a tar for put_archive into it: owned by the agent, no set-id
+    bits, no devices; empty where the image has no such folder. Read from a container that never starts."""
+    from docker.errors import NotFound
+
+    api = client.api
+    cid = api.create_container(image, ["true"], network_disabled=True, labels=labels)["Id"]
+    try:
+        try:
+            stream, stat = api.get_archive(cid, path)
+        except NotFound:
+            return b""
+        src = io.BytesIO()
+        for chunk in stream:
+            src.write(chunk)
+            if src.tell() > limit:
+                raise SandboxFileError(f"the image's {path} is larger than the workspace ({limit} bytes)")
+    finally:
+        remove_sandbox(client, [cid], [])
+    src.seek(0)
+    out = io.BytesIO()
+    base = stat["name"]
+    with tarfile.open(fileobj=src, mode="r") as tin, tarfile.open(fileobj=out, mode="w") as tout:
+        for m in tin:
+            rel = m.name[len(base):].lstrip("/") if m.name.startswith(base) else ""
+            if not rel or not (m.isreg() or m.isdir() or m.issym() or m.islnk()):
+                continue
+            if m.islnk():
+                m.linkname = m.linkname[len(base):].lstrip("/") if m.linkname.startswith(base) else m.linkname
+            m.name, m.uid, m.gid, m.uname, m.gname, m.mode = rel, AGENT_UID, AGENT_UID, "", "", m.mode & 0o777
+            tout.addfile(m, tin.extractfile(m) if m.isreg() else None)
+    return out.getvalue()
 
 
 def _tarinfo(name: str, kind: bytes, mode: int, uid: int, mtime: float) -> tarfile.TarInfo:
@@ -417,74 +483,6 @@ def _tarinfo(name: str, kind: bytes, mode: int, uid: int, mtime: float) -> tarfi
 def _short(e: BaseException) -> str:
     text = getattr(e, "explanation", None) or str(e)
     return str(text).strip().splitlines()[0][:300] if str(text).strip() else type(e).__name__
-
-
-def prune(client: "docker.DockerClient", *, everything: bool = False) -> tuple[int, int]:
-    """Remove agenteval containers and volumes whose owner process is gone.
-
-    ``everything`` also removes those of live runs on this host. Returns
-    (containers removed, volumes removed).
-    """
-    host = socket.gethostname()
-
-    def orphaned(labels: dict[str, str]) -> bool:
-        if everything:
-            return True
-        owner_host, _, pid = labels.get(OWNER_LABEL, "").partition(":")
-        if owner_host != host or not pid.isdigit():
-            return owner_host == host or not owner_host
-        return not _pid_alive(int(pid))
-
-    containers = [c["Id"] for c in client.api.containers(all=True, filters={"label": LABEL})
-                  if orphaned(c.get("Labels") or {})]
-    volumes = [v["Name"] for v in (client.api.volumes(filters={"label": LABEL}) or {}).get("Volumes") or []
-               if orphaned(v.get("Labels") or {})]
-    return remove_sandbox(client, containers, volumes, volume_tries=1)
-
-
-def remove_sandbox(client: "docker.DockerClient", containers: list[str], volumes: list[str],
-                   volume_tries: int = 50) -> tuple[int, int]:
-    """Remove containers (with their processes), then volumes; (containers, volumes) removed.
-
-    What cannot be removed now stays labelled, for ``prune`` to find. A volume is still busy
-    for a moment while its container is torn down (slow under load): it is tried again.
-    """
-    from docker.errors import DockerException, NotFound
-
-    removed_c = removed_v = 0
-    for cid in containers:
-        try:
-            client.api.remove_container(cid, force=True, v=True)
-            removed_c += 1
-        except DockerException:
-            pass  # gone already, or prune finds it by its label later
-    for vol in volumes:
-        for attempt in range(volume_tries):
-            try:
-                client.api.remove_volume(vol, force=True)
-                removed_v += 1
-                break
-            except NotFound:
-                break
-            except DockerException:
-                if attempt + 1 < volume_tries:
-                    time.sleep(0.2)
-    return removed_c, removed_v
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie (killed, not yet reaped) counts as gone.
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ", 1)[1][:1] != "Z"
-    except OSError:
-        return True
 
 
 __all__ = ["DockerSandbox", "close_all_live", "prune", "owner_label"]

@@ -1,5 +1,9 @@
 """Reading a task folder into a ``Task``.
 
+Two formats are read into one ``TaskSpec``: agenteval's own (below, strict)
+and Harbor's (Terminal-Bench 2), recognised by its task.toml and mapped in
+``agenteval.task.harbor``.
+
 The contract (a task is a folder)::
 
     tasks/<name>/
@@ -39,6 +43,8 @@ class Task:
     spec: TaskSpec
     instruction_template: str
     content_hash: str
+    ignored_keys: tuple[str, ...] = ()  # keys of a Harbor task.toml that agenteval does not use
+    internet_withheld: bool = False  # the task allows the network and this run did not grant it
 
     @property
     def name(self) -> str:
@@ -67,11 +73,14 @@ class Task:
         return [v for v in variants if v.id in only]
 
     def environment_dirs(self, variant: VariantSpec) -> list[Path]:
-        """What is copied into /workspace before the agent starts, in order."""
-        dirs = [self.environment_dir] if self.environment_dir.is_dir() else []
+        """What is copied into /workspace before the agent starts, in order (never the image's build context)."""
+        copy_env = self.environment_dir.is_dir() and self.spec.sandbox.build != self.environment_dir.name
+        dirs = [self.environment_dir] if copy_env else []
         return dirs + ([self.path / variant.environment] if variant.environment else [])
 
     def render_instruction(self, variant: VariantSpec) -> str:
+        if self.spec.instruction == "plain":
+            return self.instruction_template
         return render_template(self.path / "instruction.md", self.instruction_template, self._context(variant))
 
     def _context(self, variant: VariantSpec) -> dict[str, Any]:
@@ -100,6 +109,10 @@ def load_task(path: str | Path) -> Task:
         raw = tomllib.loads(toml_path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise TaskError(f"{toml_path}: not valid TOML: {e}") from None
+    from agenteval.task import harbor
+
+    if harbor.is_harbor_toml(raw, root):
+        return harbor.load_harbor_task(root, raw)
     raw.setdefault("name", root.resolve().name)
     try:
         spec = TaskSpec.model_validate(raw)
@@ -121,6 +134,16 @@ def load_task(path: str | Path) -> Task:
                 raise TaskError(f"{toml_path}: variant {variant.id!r}: environment {variant.environment!r} "
                                 "is not a folder inside the task")
     return task
+
+
+def expand_task_paths(paths: list[str]) -> list[str]:
+    """Task folders as given; a folder without task.toml but with task folders inside stands for those."""
+    out: list[str] = []
+    for p in paths:
+        root = Path(p)
+        inner = sorted(str(d.parent) for d in root.glob("*/task.toml")) if root.is_dir() else []
+        out.extend(inner if inner and not (root / "task.toml").exists() else [p])
+    return out
 
 
 def describe_validation_error(error: ValidationError, model: type[BaseModel]) -> str:

@@ -6,6 +6,7 @@ the file and the key instead of a silently ignored setting.
 
 from __future__ import annotations
 
+import posixpath
 import re
 from typing import Any, Literal
 
@@ -13,6 +14,7 @@ from pydantic import Field, field_validator, model_validator
 
 from agenteval.settings import StrictSettings
 
+WORKDIR = "/workspace"  # the agent's folder (sandbox.base.WORKSPACE); here so the task layer imports no sandbox
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 
@@ -27,10 +29,28 @@ def parse_size(value: str | int) -> int:
     return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
 
 
+_RESERVED = ("/agenteval", "/tmp", "/logs", "/tests", "/solution", "/proc", "/sys", "/dev")
+
+
 class SandboxSpec(StrictSettings):
     """[sandbox]: the container a trial runs in and its limits."""
 
-    image: str = Field(default="python", description="Name of a folder under sandboxes/ (or an image tag with ':').")
+    image: str | None = Field(default="python", description="Name of a folder under sandboxes/ (or an image tag "
+                              "with ':'); with build, a prebuilt tag tried before building.")
+    build: str | None = Field(default=None, description="Folder of the task that is the image's Docker build "
+                              "context (Dockerfile inside), built on demand and tagged by its content hash; "
+                              "it is not copied into the workspace.")
+    build_timeout_sec: float = Field(default=600, gt=0, description="Wall-clock limit of building the image.")
+    workdir: str | None = Field(default=WORKDIR, description="Where the agent's commands start; None: the image's "
+                                "WORKDIR (/workspace where it has none). Any path but /workspace is the same "
+                                "writable folder as /workspace.")
+    layout: Literal["agenteval", "harbor"] = Field(default="agenteval", description="harbor: the workdir starts with "
+                                                   "the image's files there (owned by the agent), and the sandbox "
+                                                   "has /logs/agent, /logs/artifacts, /logs/verifier, /tests and "
+                                                   "/solution, as Harbor tasks expect.")
+    internet: bool = Field(default=False, description="The task may use the network. A run grants it only with "
+                           "--allow-internet; otherwise the sandbox has none.")
+    env: dict[str, str] = Field(default_factory=dict, description="Environment variables of the container.")
     memory: str = Field(default="1g", description="Memory cap; swap is capped to the same value.")
     cpus: float = Field(default=1.0, gt=0, description="CPU quota in cores.")
     pids: int = Field(default=256, ge=16, description="Maximum number of processes and threads.")
@@ -45,6 +65,22 @@ class SandboxSpec(StrictSettings):
         parse_size(v)
         return v
 
+    @field_validator("workdir")
+    @classmethod
+    def _workdir(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        norm = posixpath.normpath(v)
+        if not v.startswith("/") or norm == "/" or any(norm == r or norm.startswith(r + "/") for r in _RESERVED):
+            raise ValueError(f"workdir {v!r} must be an absolute folder outside / itself and {', '.join(_RESERVED)}")
+        return norm
+
+    @model_validator(mode="after")
+    def _image_or_build(self) -> "SandboxSpec":
+        if not self.image and not self.build:
+            raise ValueError("give image or build")
+        return self
+
 
 class AgentSpec(StrictSettings):
     """[agent]: budgets for the agent phase (overridable on the command line)."""
@@ -57,8 +93,16 @@ class AgentSpec(StrictSettings):
 class VerifierSpec(StrictSettings):
     """[verifier]: the hidden checks, run from tests/ after the agent is done."""
 
-    command: str = Field(default="python3 verify.py", description="Run in the copied tests/ folder as the verifier user.")
+    protocol: Literal["verdict", "reward"] = Field(default="verdict", description="verdict: the command writes "
+                                                   "agenteval's verdict (agenteval_verifier); reward: Harbor's, the "
+                                                   "command runs from the workdir with tests/ at /tests and writes "
+                                                   "/logs/verifier/reward.txt or reward.json.")
+    command: str = Field(default="python3 verify.py", description="Run in the copied tests/ folder as the verifier "
+                         "user (reward protocol: in the workdir, as described in the README).")
     timeout_sec: float = Field(default=120, gt=0, description="Wall-clock limit of the verifier.")
+    pass_threshold: float = Field(default=1.0, description="reward protocol: the trial passes when its reward is at "
+                                  "least this (--pass-threshold overrides).")
+    env: dict[str, str] = Field(default_factory=dict, description="reward protocol: environment of the command.")
 
 
 class VariantSpec(StrictSettings):
@@ -83,6 +127,8 @@ class TaskSpec(StrictSettings):
     name: str = Field(description="Task name, shown in reports; defaults to the folder name.")
     description: str = Field(default="", description="One paragraph on what the task measures.")
     mode: Literal["agent", "single-shot"] = Field(default="agent", description="Tool-using agent loop or one answer.")
+    instruction: Literal["jinja2", "plain"] = Field(default="jinja2", description="instruction.md is a Jinja2 "
+                                                    "template, or plain text used as written.")
     samples: int = Field(default=1, ge=1, description="Samples per variant when --samples is not given.")
     tags: list[str] = Field(default_factory=list, description="Free-form labels for filtering.")
     params: dict[str, Any] = Field(default_factory=dict, description="Parameters shared by every variant.")
@@ -97,6 +143,8 @@ class TaskSpec(StrictSettings):
         dupes = sorted({i for i in ids if ids.count(i) > 1})
         if dupes:
             raise ValueError(f"duplicate variant ids: {', '.join(dupes)}")
+        if self.verifier.protocol == "reward" and self.sandbox.layout != "harbor":
+            raise ValueError("verifier.protocol 'reward' needs sandbox.layout 'harbor' (/tests and /logs/verifier)")
         return self
 
     def effective_variants(self) -> list[VariantSpec]:

@@ -85,7 +85,12 @@ class _OutNames:
 
 def verify_trial(sandbox: Sandbox, task: Task, variant: VariantSpec, artifacts_dir: Path | None = None,
                  artifacts_rel: str = "") -> VerifyOutcome:
-    """Stop the agent's processes, copy tests in, run them, read the verdict."""
+    """Stop the agent's processes, copy tests in, run them, read the verdict (or, for the reward
+    protocol, the reward: ``agenteval.verify.harbor``)."""
+    if task.spec.verifier.protocol == "reward":
+        from agenteval.verify.harbor import verify_reward
+
+        return verify_reward(sandbox, task, variant, artifacts_dir, artifacts_rel)
     sandbox.kill_processes(AGENT_UID)
     # The out folder can be written but not listed: names there are secrets, handed
     # over in a file the harness deletes before any solution code runs.
