@@ -208,6 +208,9 @@ def prepare(opts: RunOptions, log: Callable[[str], None]) -> RunPlan:
             model.check_task(task)
     for task in tasks:
         task.variants(opts.variants or None)
+    stray = [v for v in opts.variants if "/" in v and v.split("/", 1)[0] not in names]
+    if stray:
+        raise BadInputError(f"--variant {stray[0]!r} names no task of this run (tasks: {', '.join(names)})")
 
     from agenteval.sandbox.engine import connect
     from agenteval.sandbox.images import ensure_task_image, task_image_tag

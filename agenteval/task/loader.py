@@ -63,7 +63,11 @@ class Task:
         return self.path / "environment"
 
     def variants(self, only: list[str] | None = None) -> list[VariantSpec]:
+        """The variants to run: all, or those ``only`` names. ``TASK/ID`` names a variant of one task only
+        (``--variant folder/one-file --variant flappy/classic``); a task no entry names runs all its variants."""
         variants = self.spec.effective_variants()
+        mine = [v.split("/", 1)[1] for v in only or [] if v.split("/", 1)[0] == self.name and "/" in v]
+        only = mine + [v for v in only or [] if "/" not in v]
         if not only:
             return variants
         known = {v.id for v in variants}

@@ -144,3 +144,14 @@ def test_command_line_budgets_replace_task_toml(tmp_path: Path) -> None:
     assert (changed.spec.agent.max_steps, changed.spec.agent.max_total_tokens, changed.spec.agent.timeout_sec) == (
         2, 500, 60)
     assert task.spec.agent.max_steps == 9 and with_budgets(task, {}) is task
+
+
+def test_a_variant_can_be_named_for_one_task_only() -> None:
+    repo = Path(__file__).resolve().parents[2]
+    folder, flappy = load_task(repo / "tasks" / "folder"), load_task(repo / "tasks" / "flappy")
+    pick = ["folder/one-file", "flappy/classic"]
+    assert [v.id for v in folder.variants(pick)] == ["one-file"]
+    assert [v.id for v in flappy.variants(pick)] == ["classic"]
+    assert len(folder.variants(["flappy/classic"])) == len(folder.variants()) > 1  # not named: all of them
+    with pytest.raises(TaskError, match="no variant 'nope'"):
+        folder.variants(["folder/nope"])
