@@ -284,6 +284,10 @@ def test_leaderboard_shows_three_models_and_the_chart(built: BuiltSite, driver: 
     box = driver.execute_script("const r = document.querySelector('#chart').getBoundingClientRect(); "
                                 "return [r.width, r.height];")
     assert box[0] > 200 and box[1] > 100, f"the chart is drawn {box[0]}x{box[1]}"
+    # a model's name wraps at most at word-ish widths, never one letter a line (seen at 1400 px)
+    widths = driver.execute_script("return Array.from(document.querySelectorAll('#leaderboard tr[id] th'), "
+                                   "th => th.getBoundingClientRect().width);")
+    assert min(widths) >= 90, f"model names squeezed to {min(widths):.0f} px"
 
 
 def test_leaderboard_screenshot_is_not_blank(built: BuiltSite, driver: Any) -> None:
