@@ -129,16 +129,7 @@ class _OllamaStream(StreamReader):
                 continue
             if time.monotonic() > deadline:
                 raise OutOfTime
-            try:
-                obj = json.loads(line)
-            except ValueError:
-                raise ModelCallError(f"malformed stream line: {line[:120]!r}", Failure.malformed,
-                                     clock.finish(call)) from None
-            if not isinstance(obj, dict):
-                raise ModelCallError(f"malformed stream line: {line[:120]!r}", Failure.malformed, clock.finish(call))
-            if "error" in obj:
-                raise ModelCallError(f"ollama error mid-stream: {str(obj['error'])[:200]}", Failure.malformed,
-                                     clock.finish(call))
+            obj = self.parse(line, "line", "ollama")
             msg = as_object(obj.get("message"))
             thought, text = as_text(msg.get("thinking")), as_text(msg.get("content"))
             self.text(thought, text)

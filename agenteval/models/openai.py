@@ -10,7 +10,6 @@ still returns its partial answer, with ``ChatResponse.stop`` saying why.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from typing import Callable, Iterator, Mapping
@@ -143,19 +142,11 @@ class _OpenAIStream(StreamReader):
             if data == "[DONE]":
                 done = True
                 break
-            try:
-                chunk = json.loads(data)
-            except ValueError:
-                raise ModelCallError(f"malformed stream chunk: {data[:120]!r}", Failure.malformed,
-                                     clock.finish(call)) from None
-            if not isinstance(chunk, dict):
-                raise ModelCallError(f"malformed stream chunk: {data[:120]!r}", Failure.malformed, clock.finish(call))
-            if "error" in chunk:
-                raise ModelCallError(f"server error mid-stream: {str(chunk['error'])[:200]}", Failure.malformed,
-                                     clock.finish(call))
+            chunk = self.parse(data, "chunk", "server")
             usage_into(call, chunk.get("usage"))
-            if isinstance(chunk.get("timings"), dict):
-                call.server_timings = chunk["timings"]
+            timings = chunk.get("timings")
+            if isinstance(timings, dict):
+                call.server_timings = timings
             for choice in map(as_object, as_list(chunk.get("choices"))):
                 delta = as_object(choice.get("delta"))
                 r = as_text(delta.get("reasoning_content")) or as_text(delta.get("reasoning"))

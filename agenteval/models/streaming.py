@@ -5,6 +5,7 @@ statuses and transport failures into classified ``ModelCallError``s."""
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 import time
@@ -108,6 +109,21 @@ class StreamReader(ABC):
 
     def looping(self, text: str) -> bool:
         return self.guard.feed(text)
+
+    def parse(self, data: str, what: str, server: str) -> dict[str, object]:
+        """One streamed JSON object (``what``: 'chunk', 'line'); a malformed one, or one carrying the
+        server's ``error``, ends the call as ``Failure.malformed`` with what was measured so far."""
+        try:
+            obj = json.loads(data)
+        except ValueError:
+            obj = None
+        if not isinstance(obj, dict):
+            raise ModelCallError(f"malformed stream {what}: {data[:120]!r}", Failure.malformed,
+                                 self.clock.finish(self.call))
+        if "error" in obj:
+            raise ModelCallError(f"{server} error mid-stream: {str(obj['error'])[:200]}", Failure.malformed,
+                                 self.clock.finish(self.call))
+        return obj
 
     def response(self, stop: CallStop = CallStop.complete) -> ChatResponse:
         r, a = self.pending()
