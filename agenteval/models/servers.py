@@ -21,6 +21,7 @@ import uuid
 from abc import ABC, abstractmethod
 from pathlib import Path
 from types import TracebackType
+from typing import Callable
 
 from agenteval.config import ModelConfig
 from agenteval.errors import BadInputError, ServerStartError
@@ -247,6 +248,18 @@ def package_version(name: str) -> str | None:
         return version(name)
     except PackageNotFoundError:
         return None
+
+
+def lazy_counter(load: Callable[[], TokenCounter]) -> TokenCounter:
+    """A token counter whose tokenizer ``load`` builds on the first count (never for a run that needs none)."""
+    loaded: list[TokenCounter] = []
+
+    def count(text: str) -> int:
+        if not loaded:
+            loaded.append(load())
+        return loaded[0](text)
+
+    return count
 
 
 def files_sha256(files: list[Path]) -> str | None:

@@ -80,16 +80,22 @@ def ensure_image(client: "docker.DockerClient", name: str, sandboxes: Path, log:
         _ensure_base(client, name, log)
         return name
     tag = image_tag(name, sandboxes)
+    return _ensure(client, tag, rebuild, lambda: build_image(client, name, sandboxes, tag, log))
+
+
+def _ensure(client: "docker.DockerClient", tag: str, rebuild: bool, build: Callable[[], None]) -> str:
+    """``tag``, built by ``build`` unless the engine holds it already (looked up once per process)."""
+    from docker.errors import ImageNotFound
+
     with _build_lock:
         if tag in _ready and not rebuild:
             return tag
-        from docker.errors import ImageNotFound
         try:
             if rebuild:
                 raise ImageNotFound("rebuild requested")
             client.images.get(tag)
         except ImageNotFound:
-            build_image(client, name, sandboxes, tag, log)
+            build()
         _ready[tag] = tag
     return tag
 
@@ -191,21 +197,11 @@ def ensure_task_image(client: "docker.DockerClient", task_path: Path, spec: Sand
 
 
 def _ensure_built(client: "docker.DockerClient", task_path: Path, spec: SandboxSpec, log: Log, rebuild: bool) -> str:
-    from docker.errors import ImageNotFound
-
     tag = task_image_tag(task_path, spec)
-    with _build_lock:
-        if tag in _ready and not rebuild:
-            return tag
-        try:
-            if rebuild:
-                raise ImageNotFound("rebuild requested")
-            client.images.get(tag)
-        except ImageNotFound:
-            assert spec.build
-            build_context(client, task_path / spec.build, tag, task_path.name, log, spec.build_timeout_sec)
-        _ready[tag] = tag
-    return tag
+    build = spec.build
+    assert build
+    return _ensure(client, tag, rebuild,
+                   lambda: build_context(client, task_path / build, tag, task_path.name, log, spec.build_timeout_sec))
 
 
 def check_tools(client: "docker.DockerClient", tag: str) -> None:

@@ -11,7 +11,7 @@ import time
 
 from agenteval.models.base import TokenCounter
 from agenteval.models.chat import CallStop, ChatResponse
-from agenteval.models.servers import ManagedServer, files_sha256, package_version
+from agenteval.models.servers import ManagedServer, files_sha256, lazy_counter, package_version
 
 _PERF = re.compile(r"llama_perf_context_print:\s+(?P<what>prompt eval|eval|total) time =\s+(?P<ms>[\d.]+) ms /\s+"
                    r"(?P<n>\d+) (?:tokens|runs)")
@@ -109,18 +109,15 @@ class LlamaCppServer(ManagedServer):
         path = self.model_path
         if path is None:
             return None
-        encode: list[TokenCounter] = []
 
-        def count(text: str) -> int:
-            if not encode:
-                import llama_cpp
+        def load() -> TokenCounter:
+            import llama_cpp
 
-                quiet_llama_logs()
-                vocab = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
-                encode.append(lambda t: len(vocab.tokenize(t.encode("utf-8"), add_bos=False, special=False)))
-            return encode[0](text)
+            quiet_llama_logs()
+            vocab = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
+            return lambda t: len(vocab.tokenize(t.encode("utf-8"), add_bos=False, special=False))
 
-        return count
+        return lazy_counter(load)
 
     def call_mark(self) -> int:
         return self.log_size()

@@ -8,7 +8,7 @@ import json
 import sys
 
 from agenteval.models.base import TokenCounter
-from agenteval.models.servers import ManagedServer, files_sha256, package_version
+from agenteval.models.servers import ManagedServer, files_sha256, lazy_counter, package_version
 
 
 class TransformersServer(ManagedServer):
@@ -44,14 +44,11 @@ class TransformersServer(ManagedServer):
         path = self.model_path
         if path is None:
             return None
-        encode: list[TokenCounter] = []
 
-        def count(text: str) -> int:
-            if not encode:
-                from transformers import AutoTokenizer
+        def load() -> TokenCounter:
+            from transformers import AutoTokenizer
 
-                tok = AutoTokenizer.from_pretrained(str(path))
-                encode.append(lambda t: len(tok.encode(t, add_special_tokens=False)))
-            return encode[0](text)
+            tok = AutoTokenizer.from_pretrained(str(path))
+            return lambda t: len(tok.encode(t, add_special_tokens=False))
 
-        return count
+        return lazy_counter(load)
