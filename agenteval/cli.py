@@ -480,6 +480,11 @@ def models_list(config: Optional[Path] = CONFIG_OPT) -> None:
     console.print(table)
 
 
+from agenteval.ladder.command import ladder  # noqa: E402  (defined apart: cli.py stays small)
+
+app.command("ladder")(ladder)
+
+
 def main() -> None:
     try:
         app()

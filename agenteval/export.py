@@ -23,7 +23,8 @@ from agenteval.store import VIEWS, NewerSchemaError, Store, valid_text
 
 FORMATS = ("parquet", "jsonl", "junit")
 # The tables notebooks join, and the views that save them the joins.
-PARQUET_TABLES = ("runs", "trials", "trial_checks", "trial_execs", "trial_model_calls", *VIEWS)
+PARQUET_TABLES = ("runs", "trials", "trial_checks", "trial_execs", "trial_model_calls", "servings", "ladder_rungs",
+                  *VIEWS)
 # Whatever broke around the agent is an error; whatever the agent got wrong is a failure.
 ERROR_MODES = frozenset({FailureMode.infra_error, FailureMode.sandbox_error, FailureMode.verify_error})
 MAX_TEXT = 64 * 1024  # characters per XML text or attribute: a model can print megabytes
@@ -79,7 +80,7 @@ def _write_parquet(store: Store, run_ids: list[str], folder: Path) -> Path:
         raise ReportError(f"{folder}: cannot create export folder ({e.strerror or e})") from e
     trial_ids = "SELECT trial_id FROM trials WHERE run_id IN (SELECT unnest($runs))"
     for name in PARQUET_TABLES:
-        has_run_id = name in ("runs", "trials", *VIEWS)
+        has_run_id = name in ("runs", "trials", "servings", "ladder_rungs", *VIEWS)
         where = "run_id IN (SELECT unnest($runs))" if has_run_id else f"trial_id IN ({trial_ids})"
         target, tmp = folder / f"{name}.parquet", folder / f".{name}.parquet.tmp"
         try:

@@ -119,10 +119,25 @@ _M3 = (
     f"CREATE OR REPLACE VIEW trial_totals AS {_TRIAL_TOTALS_3}",
 )
 
+# -- 4: servings and quantization ladders ---------------------------------------------
+# Load time and peak memory of each served model (any run), and the rungs of a ladder run.
+_M4 = (
+    "CREATE TABLE servings(run_id VARCHAR, model VARCHAR, started_at TIMESTAMPTZ, stopped_at TIMESTAMPTZ, "
+    "load_s DOUBLE, peak_rss_bytes BIGINT, trials BIGINT, PRIMARY KEY(run_id, model, started_at))",
+    'CREATE TABLE ladder_rungs(run_id VARCHAR, model VARCHAR, quant VARCHAR, kv_cache VARCHAR, "reference" BOOLEAN, '
+    'provenance VARCHAR, requantized BOOLEAN, "source" VARCHAR, source_quant VARCHAR, source_sha256 VARCHAR, '
+    '"path" VARCHAR, file_bytes BIGINT, file_sha256 VARCHAR, params BIGINT, bits_per_weight DOUBLE, '
+    "imatrix_sha256 VARCHAR, quantizer VARCHAR, quantize_s DOUBLE, kl_mean DOUBLE, kl_median DOUBLE, "
+    "kl_p99 DOUBLE, kl_max DOUBLE, top1_agreement DOUBLE, kl_tokens BIGINT, perplexity DOUBLE, "
+    "reference_perplexity DOUBLE, kl_method VARCHAR, kl_s DOUBLE, kl_text_sha256 VARCHAR, kl_text_origin VARCHAR, "
+    'kl_error VARCHAR, PRIMARY KEY(run_id, model))',
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "tables derived from the record models", _M1),
     Migration(2, "views trial_totals and call_telemetry, index on trials.run_id", _M2),
     Migration(3, "trials: agent_stop, agent_steps, tool_protocol, actions_run; unknown token totals NULL", _M3),
+    Migration(4, "tables servings and ladder_rungs", _M4),
 )
 LATEST = MIGRATIONS[-1].version
 

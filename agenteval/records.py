@@ -220,3 +220,59 @@ class RunRecord(BaseModel):
     samples: int
     concurrency: int
     config: dict[str, Any] = Field(default_factory=dict, description="Everything needed to resume the run.")
+
+
+class ServingRecord(BaseModel):
+    """One time a run served a model: how long its server took to answer and the most memory it held,
+    figures of the model and engine rather than of any one trial."""
+
+    run_id: str
+    model: str
+    started_at: datetime
+    stopped_at: datetime
+    load_s: float | None = Field(default=None, description="Seconds from starting the server to its first healthy "
+                                 "answer (None: a server the user runs).")
+    peak_rss_bytes: int | None = Field(default=None, description="The server process's peak resident memory "
+                                       "(the kernel's VmHWM, read just before it stopped); None where unknown.")
+    trials: int = Field(default=0, description="Trials committed while it was served.")
+
+
+class RungRecord(BaseModel):
+    """One rung of a quantization ladder run (``agenteval ladder``): the file that was served under
+    the rung's model label, where it came from, and how far its next-token distributions are from
+    the reference rung's over a fixed text."""
+
+    run_id: str
+    model: str = Field(description="The rung's model label in the run, e.g. 'Q4_K_M' or 'Q4_K_M@kv=q8_0'.")
+    quant: str
+    kv_cache: str | None = Field(default=None, description="K and V cache type the server ran with (None: the "
+                                 "engine's default, f16).")
+    reference: bool = Field(default=False, description="The source file itself, against which rungs are compared.")
+    provenance: str = Field(description="'reference (F16)', 'quantized from F16' or 'requantized from Q4_1'.")
+    requantized: bool = False
+    source: str = Field(description="The source GGUF's file name.")
+    source_quant: str
+    source_sha256: str
+    path: str
+    file_bytes: int
+    file_sha256: str
+    params: int
+    bits_per_weight: float
+    imatrix_sha256: str | None = None
+    quantizer: str | None = None
+    quantize_s: float | None = Field(default=None, description="Seconds spent quantizing (None: reused from the "
+                                     "cache, or the reference).")
+    kl_mean: float | None = None
+    kl_median: float | None = None
+    kl_p99: float | None = None
+    kl_max: float | None = None
+    top1_agreement: float | None = Field(default=None, description="Share of scored positions where the rung's "
+                                         "most likely next token is the reference's.")
+    kl_tokens: int | None = Field(default=None, description="Positions of the divergence text scored.")
+    perplexity: float | None = None
+    reference_perplexity: float | None = None
+    kl_method: str | None = None
+    kl_s: float | None = Field(default=None, description="Seconds the divergence measurement of this rung took.")
+    kl_text_sha256: str | None = None
+    kl_text_origin: str | None = None
+    kl_error: str | None = Field(default=None, description="Why the divergence could not be measured, if so.")

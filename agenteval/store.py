@@ -23,7 +23,8 @@ from agenteval.migrations import (
     MIGRATIONS, VIEWS, NewerSchemaError, OutdatedSchemaError, applied, migrate, read_through, refuse_newer,
 )
 from agenteval.paths import DEFAULT_DB
-from agenteval.records import Check, ExecRecord, ModelCall, RunRecord, TrialRecord, pass_rate, utcnow
+from agenteval.records import (Check, ExecRecord, ModelCall, RungRecord, RunRecord, ServingRecord, TrialRecord,
+                               pass_rate, utcnow)
 
 if TYPE_CHECKING:
     import duckdb
@@ -69,8 +70,11 @@ TABLES = (
         Child("trial_checks", Check, ("verdict", "checks")),
         Child("trial_model_calls", ModelCall, ("model_calls",)),
     )),
+    Table("servings", ServingRecord, key=("run_id", "model", "started_at")),
+    Table("ladder_rungs", RungRecord, key=("run_id", "model")),
 )
 _TRIALS = TABLES[1]
+_SERVINGS, _RUNGS = TABLES[2], TABLES[3]
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _ARROW_TYPES = {"BOOLEAN": "bool_", "BIGINT": "int64", "INTEGER": "int32", "DOUBLE": "float64"}
 
@@ -182,6 +186,16 @@ class Store:
     def finish_run(self, run_id: str, status: str) -> None:
         self.con.execute("UPDATE runs SET status = ?, finished_at = ? WHERE run_id = ?", [status, utcnow(), run_id])
 
+    def commit_serving(self, record: ServingRecord) -> None:
+        self._append(_SERVINGS.name, _values([record], _COLUMNS[_SERVINGS.name]))
+
+    def save_rung(self, rung: RungRecord) -> None:
+        """Record a ladder rung, replacing what an earlier (interrupted) attempt recorded of it."""
+        self.con.begin()
+        self.con.execute("DELETE FROM ladder_rungs WHERE run_id = ? AND model = ?", [rung.run_id, rung.model])
+        self._append(_RUNGS.name, _values([rung], _COLUMNS[_RUNGS.name]))
+        self.con.commit()
+
     def commit_trial(self, record: TrialRecord) -> None:
         """Write a trial and its child rows in one transaction: all of it or none."""
         self.commit_trials([record])
@@ -249,6 +263,16 @@ class Store:
         if not rows:
             raise UnknownRecordError(f"{self.path}: no run {run_id!r} (see `agenteval runs`)")
         return RunRecord.model_validate(rows[0])
+
+    def servings(self, run_id: str) -> list[ServingRecord]:
+        """Every time the run served a model (a resumed run serves it again), in order."""
+        return [ServingRecord.model_validate(r) for r in self._select(_SERVINGS, "WHERE run_id = ? ORDER BY started_at",
+                                                                      [run_id])]
+
+    def rungs(self, run_id: str) -> list[RungRecord]:
+        """A ladder run's rungs, the reference first, then by falling bits per weight; none for other runs."""
+        return [RungRecord.model_validate(r) for r in self._select(
+            _RUNGS, 'WHERE run_id = ? ORDER BY "reference" DESC, bits_per_weight DESC, model', [run_id])]
 
     def latest_run_id(self) -> str:
         row = self.con.execute("SELECT run_id FROM runs ORDER BY started_at DESC LIMIT 1").fetchone()

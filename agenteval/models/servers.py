@@ -58,6 +58,7 @@ class ManagedServer(ABC):
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
         self.load_s: float | None = None
+        self.peak_rss_bytes: int | None = None  # the process's VmHWM, read as it is stopped
         log_dir = log_dir or Path(tempfile.gettempdir())
         log_dir.mkdir(parents=True, exist_ok=True)
         # one file per server instance: concurrent runs of one alias never read each other's log
@@ -221,6 +222,7 @@ class ManagedServer(ABC):
         proc, self.proc = self.proc, None
         if proc is None or proc.poll() is not None:
             return
+        self.peak_rss_bytes = peak_rss_bytes(proc.pid)
         for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
             try:
                 os.killpg(proc.pid, sig)
@@ -239,6 +241,20 @@ class ManagedServer(ABC):
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.stop()
+
+
+def peak_rss_bytes(pid: int) -> int | None:
+    """The most resident memory process ``pid`` has held (Linux's VmHWM, kept by the kernel, so
+    one read at the end sees the peak); None where /proc does not say."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            parts = line.split()
+            return int(parts[1]) * 1024 if len(parts) >= 2 and parts[1].isdigit() else None
+    return None
 
 
 def package_version(name: str) -> str | None:

@@ -3,6 +3,8 @@
 ::
 
     index.html                the leaderboard: model x task, speed, fingerprints, the chart
+    ladder.html               a quantization ladder's rungs against its reference (``ladder``; one
+                              ladder-<run>.html each where several ladder runs share a site)
     tasks/<task>.html         one task: model x variant, pass@k, every sample
     pairs/<a>__<b>.html       two models on the trials they share, McNemar's p
     trials/page-<n>.html      every trial, PAGE_SIZE to a page
@@ -38,6 +40,7 @@ from agenteval.report.fragments import (
     MAX_TEXT, agent_summary, call_rows, check_rows, clip, dot, exec_details, files_written, fingerprint_text,
     number_text, outcome, pretty_arguments, seconds_text, transcript_html,
 )
+from agenteval.report.ladder import Ladder, load_ladders, render_ladders
 from agenteval.store import Store
 
 if TYPE_CHECKING:
@@ -56,7 +59,8 @@ def environment() -> jinja2.Environment:
 
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    env.filters.update(seconds=_seconds, pct=_pct, num=_num, clip=clip, pretty=pretty_arguments)
+    env.filters.update(seconds=_seconds, pct=_pct, num=_num, clip=clip, pretty=pretty_arguments, size=_size,
+                       share=_share)
     env.globals.update(safe_artifact=lambda p: bool(_ARTIFACT.match(str(p))), MAX_TEXT=MAX_TEXT, MAX_LIST=MAX_LIST,
                        check_rows=check_rows, call_rows=call_rows, agent_summary=agent_summary,
                        transcript_html=transcript_html, exec_details=exec_details, fingerprint_text=fingerprint_text, outcome=outcome, dot=dot)
@@ -74,6 +78,21 @@ def _pct(v: float | None) -> Markup:
 
 def _num(v: float | None, fmt: str = "%.1f") -> Markup:
     return Markup(number_text(v, fmt))
+
+
+def _size(n: int | None) -> Markup:
+    """Bytes in decimal units (a GGUF's size as file managers show it)."""
+    if n is None:
+        return Markup("-")
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return Markup(f"{n / scale:.2f} {unit}")
+    return Markup(f"{n} B")
+
+
+def _share(v: float | None) -> Markup:
+    """A share to a tenth of a percent (top-1 agreement lives between 90% and 100%)."""
+    return Markup("-" if v is None else f"{100 * v:.1f}%")
 
 
 class Site:
@@ -102,12 +121,14 @@ class Site:
         return f"trials/page-{n}.html"
 
 
-def _render_summary_pages(card: Scorecard, site: Site, out_dir: Path, pairs: list[tuple[str, str]]) -> None:
-    """The leaderboard, task, pair and trial-list pages."""
+def _render_summary_pages(card: Scorecard, site: Site, out_dir: Path, pairs: list[tuple[str, str]],
+                          ladders: list[Ladder]) -> None:
+    """The leaderboard, ladder, task, pair and trial-list pages."""
     env = environment()
-    common = {"card": card, "site": site, "ALL": ALL_TASKS}
+    common = {"card": card, "site": site, "ALL": ALL_TASKS, "ladders": ladders}
     chart = speed_chart(card, {m: "#m-" + site.model_slug[m] for m in card.models})
     _write(out_dir / "index.html", env.get_template("index.html.j2").render(root="", chart=chart, **common))
+    render_ladders(env, ladders, out_dir, _write, common)
     task_tpl = env.get_template("task.html.j2")
     by_cell: dict[tuple[str, str, str], list[TrialRow]] = {}
     for t in card.trials:
@@ -155,6 +176,7 @@ def _heap_frozen() -> Iterator[None]:
 def _render_site(store: Store, run_ids: list[str], out_dir: Path, log: Callable[[str], None],
                  pairs: list[tuple[str, str]]) -> Path:
     card = load_scorecard(store, run_ids)
+    ladders = load_ladders(store, run_ids)  # one query for runs that are not ladders
     site = Site(card)
     out_dir.mkdir(parents=True, exist_ok=True)
     stamps = out_dir / "trials" / ".rendered.json"
@@ -166,7 +188,7 @@ def _render_site(store: Store, run_ids: list[str], out_dir: Path, log: Callable[
         queue = ChunkQueue(Path(tmp), stale)
         helpers = _start_helpers(store, site.task_pages(), out_dir, queue)
         try:
-            _render_summary_pages(card, site, out_dir, pairs)
+            _render_summary_pages(card, site, out_dir, pairs, ladders)
             pages = TrialPages(site.task_pages(), out_dir)
             while (chunk := queue.claim()) is not None:
                 pages.render(load_trial_pages(store, chunk))

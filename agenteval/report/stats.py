@@ -48,6 +48,22 @@ class Interval:
     high: float
 
 
+@dataclass(frozen=True)
+class Rate:
+    """Passed of trials, with the Wilson 95% interval (the shape the report's ``rate`` macro shows)."""
+
+    passed: int
+    trials: int
+
+    @property
+    def rate(self) -> float:
+        return pass_rate(self.passed, self.trials)
+
+    @property
+    def interval(self) -> Interval:
+        return wilson(self.passed, self.trials)
+
+
 def wilson(successes: int, n: int, z: float = Z95) -> Interval:
     """Wilson score interval of a binomial proportion (95% by default)."""
     if n <= 0:

@@ -21,7 +21,7 @@ from agenteval.errors import BadInputError, SandboxError, ServerStartError
 from agenteval.models.base import AgentModel, ModelSpec, base_fingerprint
 from agenteval.models.chat import ModelCallError, close_all_streams
 from agenteval.models.registry import create_model
-from agenteval.records import FailureMode, Fingerprint, RunRecord, TrialRecord, utcnow
+from agenteval.records import FailureMode, Fingerprint, RunRecord, ServingRecord, TrialRecord, utcnow
 from agenteval.runner.executor import IN_PROCESS, Executor, ExecutorRequest, check_executor_name, create_executor
 from agenteval.runner.trial import TrialEnv, TrialInterrupted, TrialSpec, failed_record
 from agenteval.sandbox.base import Sandbox
@@ -56,6 +56,7 @@ class StoredOptions(TypedDict):
     ray_address: str | None
     allow_internet: bool
     pass_threshold: float | None
+    ladder: dict[str, Any] | None
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,8 @@ class RunOptions:
     ray_address: str | None = None  # with executor='ray': HOST:PORT, ray://..., 'auto' or 'local'
     allow_internet: bool = False  # network for the tasks that allow it (Harbor's allow_internet); none otherwise
     pass_threshold: float | None = None  # reward protocol: passing reward, in place of the tasks' own (1)
+    run_id: str | None = None  # the new run's id, chosen by the caller (a ladder names its folder first)
+    ladder: dict[str, Any] | None = None  # a ladder run's own options, what `agenteval ladder --resume` reads
 
     @property
     def jobs(self) -> int:
@@ -91,7 +94,7 @@ class RunOptions:
                 "concurrency": self.jobs, "variants": self.variants,
                 "config": str(self.config) if self.config else None, "budgets": self.budgets,
                 "out": str(self.out), "executor": self.executor_name, "ray_address": self.ray_address,
-                "allow_internet": self.allow_internet, "pass_threshold": self.pass_threshold}
+                "allow_internet": self.allow_internet, "pass_threshold": self.pass_threshold, "ladder": self.ladder}
 
     def resumed(self, stored: Mapping[str, Any]) -> "RunOptions":
         """The options of the run being resumed, with every flag given now winning over its stored value."""
@@ -104,7 +107,8 @@ class RunOptions:
             executor=self.executor if self.executor is not None else cfg["executor"],
             ray_address=self.ray_address or cfg["ray_address"],
             allow_internet=self.allow_internet or bool(cfg["allow_internet"]),
-            pass_threshold=self.pass_threshold if self.pass_threshold is not None else cfg["pass_threshold"])
+            pass_threshold=self.pass_threshold if self.pass_threshold is not None else cfg["pass_threshold"],
+            ladder=self.ladder or cfg["ladder"])
 
 
 @dataclass(frozen=True)
@@ -257,7 +261,7 @@ def _execute(run_plan: RunPlan, sink: _Committer) -> RunResult:
     if opts.resume and opts.retry_errors:  # after every check passed: nothing is lost to a typo
         n = store.forget_trials(opts.resume, "infra_error")
         sink.log(f"running {n} trials that ended in infra_error again")
-    run_id = opts.resume or new_run_id()
+    run_id = opts.resume or opts.run_id or new_run_id()
     run = RunRecord(run_id=run_id, started_at=utcnow(), agenteval_version=__version__,
                     models=list(models), tasks=[t.name for t in tasks],
                     samples=opts.samples or max(t.spec.samples for t in tasks),
@@ -327,6 +331,7 @@ def _fingerprinter(run_plan: RunPlan, into: dict[tuple[str, str], Fingerprint]) 
 def _run_model(model: AgentModel, group: list[TrialSpec], env: TrialEnv, sink: _Committer,
                fingerprint: Callable[[AgentModel], None]) -> bool:
     """Serve one model (start its server, warm up), run its trials, stop. True when interrupted."""
+    started, done_before = utcnow(), len(sink.store.committed_keys(env.run_id))
     try:
         with model.serving(sink.log):
             fingerprint(model)
@@ -339,6 +344,13 @@ def _run_model(model: AgentModel, group: list[TrialSpec], env: TrialEnv, sink: _
             sink.store.commit_trial(record)
             sink.observer.trial_done(record)
         return False
+    finally:
+        server = model.server
+        if server is not None and server.load_s is not None:  # a server agenteval started and saw answer
+            sink.store.commit_serving(ServingRecord(
+                run_id=env.run_id, model=model.spec.label, started_at=started, stopped_at=utcnow(),
+                load_s=server.load_s, peak_rss_bytes=server.peak_rss_bytes,
+                trials=len(sink.store.committed_keys(env.run_id)) - done_before))
 
 
 def _drive(todo: list[TrialSpec], env: TrialEnv, sink: _Committer) -> bool:

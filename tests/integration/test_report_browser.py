@@ -23,7 +23,8 @@ from urllib.parse import unquote, urlsplit
 import pytest
 
 from agenteval.records import (
-    Artifact, Check, ExecRecord, FailureMode, Fingerprint, ModelCall, RunRecord, TrialRecord, Verdict, utcnow,
+    Artifact, Check, ExecRecord, FailureMode, Fingerprint, ModelCall, RungRecord, RunRecord, ServingRecord,
+    TrialRecord, Verdict, utcnow,
 )
 from agenteval.report import render_report
 from agenteval.store import Store
@@ -344,3 +345,92 @@ def test_screenshot_of_a_trial_loads_from_the_copied_artifacts(built: BuiltSite,
     size = driver.execute_script("const i = document.querySelector('img.shot'); "
                                  "return i && i.complete ? [i.naturalWidth, i.naturalHeight] : null;")
     assert size == list(SHOT_SIZE)
+
+
+# -- the quantization ladder page ------------------------------------------------------------
+# label -> (bits per weight, GB, passes of 12, decode tok/s, mean KL); a KV-cache rung and a requantized one
+LADDER = {"F16": (16.0, 16.1, 12, 21.0, None), "Q8_0": (8.5, 8.5, 12, 36.0, 0.0012),
+          "Q5_K_M": (5.7, 5.7, 11, 48.0, 0.01), "Q4_K_M": (4.9, 4.9, 11, 55.0, 0.03),
+          "Q4_K_M@kv=q8_0": (4.9, 4.9, 10, 53.0, 0.035), "Q2_K": (2.6, 3.0, 1, 70.0, 0.85)}
+REQUANTIZED = "Q5_K_M"
+
+
+def _ladder_trial(model: str, task: str, sample: int, passed: bool, start: Any) -> TrialRecord:
+    decode = LADDER[model][3]
+    call = ModelCall(model=model, prompt_tokens=400, completion_tokens=90, reasoning_tokens=30, ttft_s=0.3,
+                     decode_tokens_per_s=decode * 0.9, e2e_s=2.0,
+                     server_timings={"prompt_n": 400, "prompt_ms": 200.0, "prompt_per_second": 2000.0,
+                                     "predicted_n": 90, "predicted_ms": 90_000 / decode,
+                                     "predicted_per_second": decode, "cache_n": 0})
+    key = f"{task}/v1/{model}/{sample}"
+    return TrialRecord(
+        trial_id="l" + hashlib.sha1(key.encode()).hexdigest()[:12], run_id="ladder-run", key=key, task=task,
+        task_path=f"tasks/{task}", task_hash="abc", variant="v1", sample=sample, model=model, passed=passed,
+        failure_mode=None if passed else FailureMode.verify_failed, started_at=start, finished_at=start,
+        duration_s=2.0, model_calls=[call], fingerprint=_fingerprint(model))
+
+
+@pytest.fixture(scope="module")
+def ladder_page(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp = tmp_path_factory.mktemp("ladder")
+    start = utcnow()
+    with Store(tmp / "agenteval.duckdb") as store:
+        store.save_run(RunRecord(run_id="ladder-run", started_at=start, agenteval_version="0.test",
+                                 models=list(LADDER), tasks=TASKS, samples=6, concurrency=1, config={"out": str(tmp)}))
+        records = []
+        for model, (bpw, gb, passes, _, kl) in LADDER.items():
+            requantized = model == REQUANTIZED
+            store.save_rung(RungRecord(
+                run_id="ladder-run", model=model, quant=model.split("@")[0], reference=model == "F16",
+                kv_cache="q8_0" if "@kv=" in model else None,
+                provenance="reference (F16)" if model == "F16" else
+                "requantized from Q8_0" if requantized else "quantized from F16", requantized=requantized,
+                source="tiny-f16.gguf", source_quant="F16", source_sha256="ab" * 32, path=f"{model}.gguf",
+                file_bytes=int(gb * 1e9), file_sha256="cd" * 32, params=8_000_000_000, bits_per_weight=bpw,
+                quantize_s=None if model == "F16" else 30.0, kl_mean=kl, top1_agreement=None if kl is None else 1 - kl,
+                kl_tokens=None if kl is None else 4096, kl_error=HOSTILE if model == "Q2_K" else None))
+            store.commit_serving(ServingRecord(run_id="ladder-run", model=model, started_at=start, stopped_at=start,
+                                               load_s=3.5, peak_rss_bytes=int(gb * 1.1e9), trials=12))
+            records += [_ladder_trial(model, t, s, i < passes, start + timedelta(seconds=i))
+                        for i, (t, s) in enumerate((t, s) for t in TASKS for s in range(6))]
+        store.commit_trials(records)
+        index = render_report(store, ["ladder-run"], tmp / "site")
+    return index.parent / "ladder.html"
+
+
+def test_ladder_page_draws_its_charts_and_a_readable_table(ladder_page: Path, driver: Any) -> None:
+    index = ladder_page.parent / "index.html"
+    v = _visit(driver, index)
+    assert "ladder.html" in v.links and "ladder-link" in v.ids
+    v = _visit(driver, ladder_page)
+    assert v.errors == [] and v.scripts == 0 and v.handlers == []
+    assert v.overflow <= 0, f"the ladder page is {v.overflow} px wider than the window"
+    assert {"ladder-verdict", "ladder-rungs", "ladder-success", "ladder-speed", "ladder-kl"} <= v.ids
+    for link in v.links:
+        assert not urlsplit(link).scheme and (ladder_page.parent / unquote(urlsplit(link).path)).is_file(), link
+    charts = driver.execute_script(
+        "return Array.from(document.querySelectorAll('svg.ladder-chart'), s => { const r = s.getBoundingClientRect();"
+        " return [s.id, r.width, r.height, s.querySelectorAll('circle').length]; });")
+    assert [c[0] for c in charts] == ["chart-pass", "chart-decode", "chart-kl", "chart-pareto"]
+    for chart_id, width, height, points in charts:
+        assert width > 200 and height > 100, f"{chart_id} is drawn {width}x{height}"
+        assert points == (len(LADDER) - 1 if chart_id == "chart-kl" else len(LADDER)), chart_id
+    # every rung's label is on one line, in every table, the KV-cache rung's included
+    labels = driver.execute_script(
+        "return Array.from(document.querySelectorAll('table span.rung'), "
+        "s => [s.innerText, s.getClientRects().length, s.closest('th').getBoundingClientRect().width]);")
+    assert len(labels) == 4 * len(LADDER)
+    squeezed = [(text, lines, width) for text, lines, width in labels if lines != 1 or width < 80]
+    assert not squeezed, f"rung names squeezed: {squeezed}"
+    notes = driver.execute_script(
+        "return Array.from(document.querySelectorAll('svg.ladder-chart'), s => Array.from(s.querySelectorAll('text'),"
+        " t => t.textContent).filter(t => t.includes('requantized from Q8_0')));")
+    assert notes == [[f"{REQUANTIZED}(requantized from Q8_0)"]] * 4  # its point's label in every chart
+    rows = driver.execute_script("return Array.from(document.querySelectorAll('table tr > th:first-child'), "
+                                 "th => th.innerText).filter(t => t.startsWith('Q5_K_M'));")
+    assert rows == [f"{REQUANTIZED} (requantized from Q8_0)"] * 4  # and its row in every table
+    text = driver.execute_script("return document.body.innerText")
+    assert SCRIPT in text and driver.execute_script("return window.__pwned") is None
+    sentence = driver.execute_script("return document.getElementById('ladder-verdict').innerText")
+    # Q4_K_M and its q8_0-cache twin share a file: the one more often right on its pairs wins the tie
+    assert sentence.startswith("Q4_K_M is the smallest rung not significantly worse than F16 (McNemar p = 1 on 12 ")

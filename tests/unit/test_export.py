@@ -12,7 +12,8 @@ import pytest
 from agenteval.errors import BadInputError, StoreError
 from agenteval.export import PARQUET_TABLES, export_runs, json_line, read_jsonl, xml_text
 from agenteval.records import (
-    SCHEMA_VERSION, Check, ExecRecord, FailureMode, Fingerprint, ModelCall, RunRecord, TrialRecord, Verdict, utcnow,
+    SCHEMA_VERSION, Check, ExecRecord, FailureMode, Fingerprint, ModelCall, RungRecord, RunRecord, ServingRecord,
+    TrialRecord, Verdict, utcnow,
 )
 from agenteval.store import Store
 
@@ -58,6 +59,12 @@ def fill(store: Store, run_id: str) -> list[TrialRecord]:
     ]
     store.save_run(run_record(run_id))
     store.commit_trials(records)
+    now = utcnow()
+    store.commit_serving(ServingRecord(run_id=run_id, model="m1", started_at=now, stopped_at=now, load_s=1.5,
+                                       peak_rss_bytes=1 << 20, trials=3))
+    store.save_rung(RungRecord(run_id=run_id, model="m1", quant="F16", reference=True, provenance="reference (F16)",
+                               source="m.gguf", source_quant="F16", source_sha256="ab", path="m.gguf",
+                               file_bytes=100, file_sha256="ab", params=50, bits_per_weight=16.0))
     return records
 
 
@@ -81,7 +88,7 @@ def test_parquet_writes_every_table_filtered_to_the_runs(store: Store, tmp_path:
     one = export_runs(store, ["r1"], "parquet", tmp_path / "one")
     assert both == tmp_path / "both" and one == tmp_path / "one"
     expected = {"runs": 1, "trials": 4, "trial_checks": 4, "trial_execs": 4, "trial_model_calls": 3,
-                "trial_totals": 4, "call_telemetry": 3}
+                "servings": 1, "ladder_rungs": 1, "trial_totals": 4, "call_telemetry": 3}
     assert set(PARQUET_TABLES) == set(expected)
     for name, n in expected.items():
         assert count(one / f"{name}.parquet") == n, name
