@@ -42,9 +42,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from agenteval.errors import BadInputError
 
 if TYPE_CHECKING:
-    import numpy as np
-    from numpy.typing import NDArray
 
+    from agenteval.ladder.divergence_numpy import Tokens
     from agenteval.task import Task
 
 MIN_TOKENS = 2000
@@ -56,7 +55,6 @@ Method = Literal["llama-perplexity", "llama-cpp-python"]
 SIDECAR_FORMAT = 1  # bump when the sidecar or the logits file changes meaning
 _MAGIC = b"_logits_"
 _HEADER = struct.Struct("<8sIii")
-_ROWS = 64  # positions the numpy method handles at once: float64 rows of a 256k vocabulary are 2 MB each
 
 
 @dataclass(frozen=True)
@@ -290,7 +288,7 @@ class DivergenceMeter:
         self.tool = find_perplexity_tool()
         if self.tool is not None and not os.access(self.tool, os.X_OK):
             raise BadInputError(f"{self.tool} is not an executable file: fix or unset {ENV_TOOL}")
-        if self.tool is None and not _has_llama_cpp():
+        if self.tool is None and not divergence_numpy().has_llama_cpp():
             raise BadInputError(f"measuring divergence needs llama.cpp's {TOOL} (build it with 'bash "
                                 f".ci/llama-server.sh' or set {ENV_TOOL}) or llama-cpp-python: pip install "
                                 "'agenteval[llamacpp]'")
@@ -317,7 +315,7 @@ class DivergenceMeter:
         if self.tool is not None:
             result = self._measure_with_tool(self.tool, ref, Path(rung), kv)
         else:
-            result = _python_measure(ref, Path(rung), kv, self.threads)
+            result = divergence_numpy().python_measure(ref, Path(rung), kv, self.threads)
             _write_figures(self._log_path(Path(rung), kv), result)
         self.log(f"divergence of {Path(rung).name}{f' (KV cache {kv})' if kv else ''}: mean KL "
                  f"{result.mean_kl:.6f}, top-1 agreement {result.top1_agreement:.2%} over {result.tokens} "
@@ -364,7 +362,7 @@ class DivergenceMeter:
                 assert tokens is not None
                 context = choose_context(len(tokens.ids), self.context)
                 chunks = min(len(tokens.ids) // context, self._chunk_cap(context))
-                _python_reference(self.reference, tokens, context, chunks, self.threads, tmp)
+                divergence_numpy().python_reference(self.reference, tokens, context, chunks, self.threads, tmp)
             got_context, vocab, chunks = read_logits_header(tmp)
             if got_context != context or tmp.stat().st_size != logits_file_bytes(chunks, context, vocab):
                 raise BadInputError(f"{tmp}: the reference logits file is incomplete; see {self._ref_log()}")
@@ -373,7 +371,7 @@ class DivergenceMeter:
             tmp.unlink(missing_ok=True)
         return ReferenceLogits(path=target, context=context, chunks=chunks, vocab=vocab, method=self.method)
 
-    def _check_space(self, tokens: _Tokens, context: int) -> None:
+    def _check_space(self, tokens: "Tokens", context: int) -> None:
         need = logits_file_bytes(min(len(tokens.ids) // context, self._chunk_cap(context)), context, tokens.vocab)
         free = shutil.disk_usage(self.work_dir).free
         if free < need + (64 << 20):
@@ -455,160 +453,14 @@ def _write_figures(path: Path, result: Divergence) -> None:
     path.write_text(json.dumps(asdict(result), indent=2) + "\n", encoding="utf-8")
 
 
-# ---- llama-cpp-python + numpy: the same figures without the binary ------------------------
+def divergence_numpy() -> Any:
+    """The llama-cpp-python + numpy method, imported only where it is used."""
+    from agenteval.ladder import divergence_numpy as module
 
-def _has_llama_cpp() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("llama_cpp") is not None
-
-
-@dataclass(frozen=True)
-class _Tokens:
-    ids: list[int]
-    vocab: int
-    bos: int | None  # the token each chunk starts with, when the model adds one
+    return module
 
 
-def _tokenize(model: Path, text: str) -> _Tokens | None:
-    """The text as llama-perplexity tokenizes it (BOS when the model adds one, specials as
-    plain text, one trailing newline dropped as ``-f`` does); None without llama-cpp-python."""
-    if not _has_llama_cpp():
-        return None
-    import llama_cpp
-
-    from agenteval.models.engines.llamacpp import quiet_llama_logs
-
-    quiet_llama_logs()
-    try:
-        vocab_only = llama_cpp.Llama(model_path=str(model), vocab_only=True, verbose=False)
-    except ValueError as e:
-        raise BadInputError(f"{model}: llama.cpp cannot load it ({e})") from None
-    prompt = text.removesuffix("\n")
-    ids = vocab_only.tokenize(prompt.encode("utf-8"), add_bos=True, special=False)
-    return _Tokens(ids=list(ids), vocab=vocab_only.n_vocab(),
-                   bos=vocab_only.token_bos() if llama_adds_bos(vocab_only) else None)
-
-
-def _open_llama(model: Path, context: int, threads: int, kv: str | None) -> Any:
-    import llama_cpp
-
-    from agenteval.models.engines.llamacpp import quiet_llama_logs
-
-    quiet_llama_logs()
-    cache_type = int(getattr(llama_cpp, f"GGML_TYPE_{kv.upper()}")) if kv else None  # None: llama.cpp's f16
-    try:
-        # flash attention as llama-perplexity's "auto" picks on CPU, and a quantized V cache needs it
-        return llama_cpp.Llama(model_path=str(model), n_ctx=context, n_batch=context, n_ubatch=min(context, 512),
-                               logits_all=True, n_threads=threads, n_threads_batch=threads, flash_attn=True,
-                               type_k=cache_type, type_v=cache_type, verbose=False)
-    except ValueError as e:
-        raise BadInputError(f"{model}: llama.cpp cannot load it ({e})") from None
-
-
-def _chunk_logits(llm: Any, chunk: list[int], bos: int | None) -> NDArray[np.float32]:
-    """Logits at the scored positions of one chunk (rows predict chunk[first+1:])."""
-    import numpy as np
-
-    context = len(chunk)
-    llm.reset()
-    llm.eval([bos if bos is not None else chunk[0], *chunk[1:]])
-    return np.array(llm.scores[context // 2:context - 1], dtype=np.float32)
-
-
-def encode_log_probs(logits: NDArray[np.float32]) -> NDArray[np.uint16]:
-    """Rows of logits as llama-perplexity stores them: f32 scale and min log-prob, then u16
-    codes of the logits over the top 16 nats (what lies lower is cut to the minimum)."""
-    import numpy as np
-
-    rows, vocab = logits.shape
-    top = logits.max(axis=1)
-    low = np.maximum(logits.min(axis=1), top - 16)
-    log_sum = np.log(np.exp(logits - top[:, None]).astype(np.float64).sum(axis=1)).astype(np.float32)
-    scale = ((top - low) / 65535.0).astype(np.float32)
-    out = np.zeros((rows, 2 * ((vocab + 1) // 2) + 4), dtype=np.uint16)
-    out[:, :4] = np.stack([scale, low - top - log_sum], axis=1).astype(np.float32).view(np.uint16)
-    safe = np.where(scale > 0, scale, 1.0)[:, None]
-    codes = np.where(logits > low[:, None], np.rint((logits - low[:, None]) / safe), 0)
-    out[:, 4:4 + vocab] = np.where(scale[:, None] > 0, codes, 0).astype(np.uint16)
-    return out
-
-
-def decode_log_probs(rows: NDArray[np.uint16], vocab: int) -> NDArray[np.float64]:
-    import numpy as np
-
-    head = np.ascontiguousarray(rows[:, :4]).view(np.float32).astype(np.float64)
-    return head[:, :1] * rows[:, 4:4 + vocab] + head[:, 1:2]
-
-
-def _python_reference(model: Path, tokens: _Tokens, context: int, chunks: int, threads: int, out_path: Path) -> None:
-    import numpy as np
-
-    llm = _open_llama(model, context, threads, None)
-    with open(out_path, "wb") as out:
-        out.write(_HEADER.pack(_MAGIC, context, tokens.vocab, chunks))
-        out.write(np.asarray(tokens.ids[:chunks * context], dtype=np.int32).tobytes())
-        for i in range(chunks):
-            logits = _chunk_logits(llm, tokens.ids[i * context:(i + 1) * context], tokens.bos)
-            out.writelines(encode_log_probs(logits[r:r + _ROWS]).tobytes() for r in range(0, len(logits), _ROWS))
-
-
-@dataclass
-class _Scores:
-    kl: list[NDArray[np.float64]]
-    nll: list[NDArray[np.float64]]
-    nll_base: list[NDArray[np.float64]]
-    same_top: list[NDArray[np.bool_]]
-
-
-def score_rows(logits: NDArray[np.float32], base: NDArray[np.uint16], next_tokens: NDArray[np.int32],
-               scores: _Scores) -> None:
-    """KL(reference || rung), both NLLs and top-1 agreement of scored rows, as llama-perplexity
-    counts them (reference log-probs under -16 left out of the KL sum)."""
-    import numpy as np
-
-    vocab = logits.shape[1]
-    log_p = logits.astype(np.float64)
-    log_p -= log_p.max(axis=1, keepdims=True)
-    log_p -= np.log(np.exp(log_p).sum(axis=1, keepdims=True))
-    log_base = decode_log_probs(base, vocab)
-    p_base = np.where(log_base > -16.0, np.exp(log_base), 0.0)
-    rows = np.arange(len(next_tokens))
-    scores.kl.append((p_base * (log_base - log_p)).sum(axis=1))
-    scores.nll.append(-log_p[rows, next_tokens])
-    scores.nll_base.append(-log_base[rows, next_tokens])
-    scores.same_top.append(logits.argmax(axis=1) == log_base.argmax(axis=1))
-
-
-def _python_measure(ref: ReferenceLogits, rung: Path, kv: str | None, threads: int) -> Divergence:
-    import numpy as np
-
-    context, vocab, chunks = read_logits_header(ref.path)
-    first, scored = context // 2, context - 1 - context // 2
-    row = 2 * ((vocab + 1) // 2) + 4
-    tokens = np.fromfile(ref.path, dtype=np.int32, count=chunks * context, offset=_HEADER.size)
-    base = np.memmap(ref.path, dtype=np.uint16, mode="r", offset=_HEADER.size + tokens.nbytes,
-                     shape=(chunks, scored, row))
-    llm = _open_llama(rung, context, threads, kv)
-    if llm.n_vocab() != vocab:
-        raise BadInputError(f"{rung.name} has a vocabulary of {llm.n_vocab()} tokens and the reference {vocab}: "
-                            "a rung must be quantized from the reference")
-    bos_id = llm.token_bos() if llama_adds_bos(llm) else None
-    scores = _Scores([], [], [], [])
-    for i in range(chunks):
-        chunk = tokens[i * context:(i + 1) * context]
-        logits, nxt = _chunk_logits(llm, [int(t) for t in chunk], bos_id), chunk[first + 1:]
-        for r in range(0, scored, _ROWS):
-            score_rows(logits[r:r + _ROWS], np.asarray(base[i, r:r + _ROWS]), nxt[r:r + _ROWS], scores)
-    kl = np.concatenate(scores.kl)
-    return Divergence(mean_kl=float(kl.mean()), median_kl=float(np.median(kl)), p99_kl=float(np.percentile(kl, 99)),
-                      max_kl=float(kl.max()), top1_agreement=float(np.concatenate(scores.same_top).mean()),
-                      tokens=int(kl.size), perplexity=float(np.exp(np.concatenate(scores.nll).mean())),
-                      reference_perplexity=float(np.exp(np.concatenate(scores.nll_base).mean())),
-                      method="llama-cpp-python")
-
-
-def llama_adds_bos(llm: Any) -> bool:
-    import llama_cpp
-
-    return bool(llama_cpp.llama_vocab_get_add_bos(llama_cpp.llama_model_get_vocab(llm.model)))
+def _tokenize(model: Path, text: str) -> "Tokens | None":
+    """The text as llama-perplexity tokenizes it; None without llama-cpp-python."""
+    result: Tokens | None = divergence_numpy().tokenize(model, text)
+    return result

@@ -15,6 +15,7 @@ import pytest
 
 from agenteval.errors import BadInputError
 from agenteval.ladder import divergence as dv
+from agenteval.ladder import divergence_numpy as dn
 from agenteval.ladder.divergence import (
     MIN_TOKENS,
     DivergenceMeter,
@@ -185,7 +186,7 @@ def test_encoded_log_probs_round_trip_within_the_top_16_nats() -> None:
     rng = np.random.default_rng(0)
     logits = (rng.normal(size=(5, 33)) * 6).astype(np.float32)
     logits[0] = 0.0  # a flat row
-    decoded = dv.decode_log_probs(dv.encode_log_probs(logits), 33)
+    decoded = dn.decode_log_probs(dn.encode_log_probs(logits), 33)
     exact = logits - np.log(np.exp(logits.astype(np.float64)).sum(axis=1, keepdims=True))
     kept = exact > exact.max(axis=1, keepdims=True) - 16
     assert np.abs(decoded - exact)[kept].max() < 16 / 65535 + 1e-5
@@ -198,14 +199,14 @@ def test_scores_match_a_direct_kl_and_top1() -> None:
     base_logits = (rng.normal(size=(40, 50)) * 3).astype(np.float32)
     rung_logits = (base_logits + rng.normal(size=base_logits.shape) * 0.5).astype(np.float32)
     nxt = rng.integers(0, 50, size=40).astype(np.int32)
-    base = dv.encode_log_probs(base_logits)
+    base = dn.encode_log_probs(base_logits)
 
-    same = dv._Scores([], [], [], [])
-    dv.score_rows(base_logits, base, nxt, same)
+    same = dn._Scores([], [], [], [])
+    dn.score_rows(base_logits, base, nxt, same)
     assert abs(same.kl[0]).max() < 1e-3 and same.same_top[0].all()
 
-    drift = dv._Scores([], [], [], [])
-    dv.score_rows(rung_logits, base, nxt, drift)
+    drift = dn._Scores([], [], [], [])
+    dn.score_rows(rung_logits, base, nxt, drift)
 
     def log_softmax(x: object) -> object:
         x = np.asarray(x, dtype=np.float64)
