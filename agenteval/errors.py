@@ -69,5 +69,12 @@ class UnknownRecordError(StoreError, BadInputError):
     """A run id or model named on the command line is not in the store. Exit code 2."""
 
 
+class InterruptedRunError(AgentEvalError):
+    """Ctrl-C or SIGTERM stopped work before a run's trials began; what was recorded is kept
+    and the message says how to resume. Exit code 130."""
+
+    exit_code = 130
+
+
 class ServerStartError(AgentEvalError):
     """A model server agenteval started died or never answered; the message carries its log's last lines."""

@@ -192,9 +192,13 @@ class Store:
     def save_rung(self, rung: RungRecord) -> None:
         """Record a ladder rung, replacing what an earlier (interrupted) attempt recorded of it."""
         self.con.begin()
-        self.con.execute("DELETE FROM ladder_rungs WHERE run_id = ? AND model = ?", [rung.run_id, rung.model])
-        self._append(_RUNGS.name, _values([rung], _COLUMNS[_RUNGS.name]))
-        self.con.commit()
+        try:
+            self.con.execute("DELETE FROM ladder_rungs WHERE run_id = ? AND model = ?", [rung.run_id, rung.model])
+            self._append(_RUNGS.name, _values([rung], _COLUMNS[_RUNGS.name]))
+            self.con.commit()
+        except Exception as e:
+            self.con.rollback()
+            raise StoreError(f"could not record rung {rung.model}: {str(e).splitlines()[0]}") from e
 
     def commit_trial(self, record: TrialRecord) -> None:
         """Write a trial and its child rows in one transaction: all of it or none."""

@@ -62,13 +62,18 @@ def one_round(work: Path, engine: str, quants: str) -> dict[str, float]:
     verify = sum(t.verify_s for t in trials)  # the verifier's own commands are in the execs too: count once
     verify_execs = sum(e.duration_s or 0.0 for t in trials for e in t.execs if e.phase == "verify")
     accounted = sum(quantize.values()) + kl + load + warm + calls + exec_s - verify_execs + verify
+    sandbox = sum(t.setup_s + t.teardown_s for t in trials)  # containers started and removed
     print(f"  wall {wall:.1f} s for {len(rungs)} rungs x {len(VARIANTS)} trials "
           f"({sum(t.passed for t in trials)}/{len(trials)} passed)")
     print("  quantize s per rung: " + ", ".join(f"{m} {s:.1f}" for m, s in quantize.items()))
     print(f"  divergence {kl:.1f} s, server load {load:.1f} s, warm-up {warm:.1f} s, model calls {calls:.1f} s, "
-          f"sandbox commands {exec_s - verify_execs:.1f} s, verifier {verify:.1f} s")
-    return {"wall": wall, "quantize": sum(quantize.values()), "kl": kl,
-            "harness": max(0.0, wall - accounted), "share": max(0.0, wall - accounted) / wall}
+          f"sandbox commands {exec_s - verify_execs:.1f} s, verifier {verify:.1f} s, sandbox start and stop "
+          f"{sandbox:.1f} s")
+    harness = max(0.0, wall - accounted)
+    outside = wall - sum(t.duration_s for t in trials) - sum(quantize.values()) - kl - load - warm
+    print(f"  outside trials and the measured steps (start-up, images, task loading, report): {outside:.1f} s")
+    return {"wall": wall, "quantize": sum(quantize.values()), "kl": kl, "harness": harness, "share": harness / wall,
+            "share_without_sandbox": max(0.0, harness - sandbox) / wall}
 
 
 def main() -> None:
@@ -85,7 +90,8 @@ def main() -> None:
     med = {k: statistics.median(r[k] for r in results) for k in results[0]}
     print(f"median of {len(results)}: total wall {med['wall'] / 60:.2f} min (target <= 10), quantizing "
           f"{med['quantize']:.1f} s, divergence {med['kl']:.1f} s, harness's own share "
-          f"{100 * med['share']:.1f}% ({med['harness']:.1f} s)")
+          f"{100 * med['share']:.1f}% ({med['harness']:.1f} s) including sandbox start and stop, "
+          f"{100 * med['share_without_sandbox']:.1f}% without")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 
+from agenteval.ladder.divergence import MIN_TOKENS
 from agenteval.paths import DEFAULT_DB, REPORTS_DIR
 
 
@@ -29,6 +30,9 @@ def ladder(
     engine: Optional[str] = typer.Option(None, "--engine", help="llama-server or llamacpp (llama-cpp-python) "
                                          "[default: llama-server where it is built]."),
     context: int = typer.Option(8192, "--context", min=256, help="Context size every rung is served with."),
+    temperature: float = typer.Option(0.0, "--temperature", min=0.0, help="Sampling temperature of every rung. "
+                                      "Above 0, sample i is its own draw (seed i on every rung), so samples pair "
+                                      "with the reference's; at 0 they repeat one greedy decode."),
     chat_template: Optional[str] = typer.Option(None, "--chat-template",
                                                 help="chatml, for a source GGUF without a chat template."),
     imatrix: Optional[Path] = typer.Option(None, "--imatrix", help="Importance matrix for the quantizer "
@@ -38,11 +42,12 @@ def ladder(
                                                "precision; every figure of those rungs says so."),
     kl_text: Optional[Path] = typer.Option(None, "--kl-text", help="Text the divergence from the reference is "
                                            "measured on [default: the tasks' own instructions]."),
-    kl_tokens: int = typer.Option(2000, "--kl-tokens", min=2000, help="Positions of the text the divergence "
+    kl_tokens: int = typer.Option(MIN_TOKENS, "--kl-tokens", min=MIN_TOKENS, help="Positions of the text the divergence "
                                   "scores (whole chunks, at least this many; the reference's logits take about "
                                   "2 bytes x vocabulary x this on disk)."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for every server, the "
-                                          "quantizer and the divergence [default: half the cores]."),
+                                          "quantizer and the divergence [default: half the cores for servers, "
+                                          "all of them for the divergence, which runs alone]."),
     concurrency: Optional[int] = typer.Option(None, "--concurrency", "-j", min=1, help="Trials at once."),
     resume: Optional[str] = typer.Option(None, "--resume", help="Finish ladder run RUN_ID (after a crash or "
                                          "Ctrl-C): rungs come from the cache, recorded work is kept."),
@@ -54,7 +59,10 @@ def ladder(
                              help="Folder for reports: <out>/<run-id>/ladder.html."),
 ) -> None:
     """One model, every quant: make each rung, measure its divergence from the source, run it on the tasks."""
+    from rich.markup import escape
+
     from agenteval.cli import _guard, _print_summary, _Progress, console, err_console
+    from agenteval.errors import InterruptedRunError
     from agenteval.ladder.run import LadderOptions, run_ladder
     from agenteval.runner.run import Budgets
 
@@ -80,13 +88,18 @@ def ladder(
         budgets["timeout_sec"] = agent_timeout
     opts = LadderOptions(source=source or Path(), quants=_split(quants), task_paths=list(paths or []), samples=samples,
                          variants=list(variant), kv_caches=_split(kv_cache), engine=engine,  # type: ignore[arg-type]
-                         context=context, chat_template=chat_template,  # type: ignore[arg-type]
+                         context=context, temperature=temperature,
+                         chat_template=chat_template,  # type: ignore[arg-type]
                          imatrix=imatrix, allow_requantize=allow_requantize, kl_text=kl_text, kl_tokens=kl_tokens,
                          threads=threads,
                          budgets=budgets, concurrency=concurrency, db=db, out=out, resume=resume)
     progress = _Progress()
-    with progress:
-        result = _guard(lambda: run_ladder(opts, observer=progress, log=progress.log))
+    try:
+        with progress:
+            result = _guard(lambda: run_ladder(opts, observer=progress, log=progress.log))
+    except InterruptedRunError as e:  # _guard passes it on: an interruption is not an error
+        err_console.print(f"[yellow]interrupted[/yellow]: {escape(str(e))}", highlight=False)
+        raise typer.Exit(e.exit_code) from None
     run = result.run
     _print_summary(run.records)
     for rung in result.rungs:

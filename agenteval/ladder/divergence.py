@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from agenteval.errors import BadInputError
+from agenteval.ladder.serving import KV_TYPES
 
 if TYPE_CHECKING:
 
@@ -50,7 +51,7 @@ MIN_TOKENS = 2000
 SMALLEST_CONTEXT = 128
 TOOL = "llama-perplexity"
 ENV_TOOL = "AGENTEVAL_LLAMA_PERPLEXITY"
-KV_CACHE_TYPES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1")
+KV_CACHE_TYPES = tuple(KV_TYPES)
 Method = Literal["llama-perplexity", "llama-cpp-python"]
 SIDECAR_FORMAT = 1  # bump when the sidecar or the logits file changes meaning
 _MAGIC = b"_logits_"
@@ -294,6 +295,11 @@ class DivergenceMeter:
                                 "'agenteval[llamacpp]'")
         self.method: Method = "llama-perplexity" if self.tool is not None else "llama-cpp-python"
         self._ref: ReferenceLogits | None = None
+        # what the reference logits are made from; its hash names every file this meter writes,
+        # so ladders of other texts or references never read each other's logs
+        self._identity = {**reference_identity(self.reference, self.text, self.context, self.method),
+                          "max_tokens": self.max_tokens}
+        self._key = hashlib.sha256(json.dumps(self._identity, sort_keys=True).encode()).hexdigest()[:16]
 
     def prepare(self) -> ReferenceLogits:
         """The reference logits: reused from work_dir when a previous run left them whole,
@@ -323,16 +329,14 @@ class DivergenceMeter:
         return result
 
     def _log_path(self, rung: Path, kv: str | None) -> Path:
-        return self.work_dir / f"divergence-{rung.name}{f'-kv-{kv}' if kv else ''}.log"
+        return self.work_dir / f"divergence-{self._key}-{rung.name}{f'-kv-{kv}' if kv else ''}.log"
 
     def _load_or_make(self) -> ReferenceLogits:
         """Under a lock, so a second ladder on the same reference waits and then reuses."""
         import fcntl
 
         self.work_dir.mkdir(parents=True, exist_ok=True)
-        identity = {**reference_identity(self.reference, self.text, self.context, self.method),
-                    "max_tokens": self.max_tokens}
-        key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+        identity, key = self._identity, self._key
         with open(self.work_dir / f"reference-{key}.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             sidecar = self.work_dir / f"reference-{key}.json"
@@ -383,7 +387,7 @@ class DivergenceMeter:
         return 2**31 - 1 if self.max_tokens is None else -(-self.max_tokens // (context - 1 - context // 2))
 
     def _ref_log(self) -> Path:
-        return self.work_dir / f"divergence-reference-{self.reference.name}.log"
+        return self.work_dir / f"divergence-{self._key}-reference-{self.reference.name}.log"
 
     def _make_with_tool(self, tool: Path, tmp: Path, tokens: int | None) -> int:
         """Runs the reference pass and returns its context. Without a tokenizer in-process the

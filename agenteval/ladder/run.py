@@ -11,28 +11,35 @@ and threads, one after another (the runner serves one model at a time).
 from __future__ import annotations
 
 import dataclasses
-import json
+import importlib.util
 import os
+import signal
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal, cast
+from types import FrameType
+from typing import TYPE_CHECKING, Any, Callable, Literal, cast
 
 from agenteval import __version__
-from agenteval.errors import BadInputError
-from agenteval.ladder.quantize import RungFile, SourceModel, make_rung, plan_rungs, read_source, reference_rung
+from agenteval.config import ModelConfig
+from agenteval.errors import BadInputError, InterruptedRunError
+from agenteval.ladder.divergence import MIN_TOKENS
+from agenteval.ladder.quantize import (RungFile, RungPlan, SourceModel, make_rung, plan_rungs, read_source,
+                                      reference_rung)
+from agenteval.ladder.serving import (DEFAULT_KV, LadderEngine, ServedRung, check_kv_caches, rung_label,
+                                      write_config)
 from agenteval.paths import DEFAULT_DB, REPORTS_DIR
 from agenteval.records import RungRecord, RunRecord, utcnow
 from agenteval.runner.run import Budgets, RunObserver, RunOptions, RunResult, execute_run, new_run_id
 from agenteval.store import Store
 
-LadderEngine = Literal["llama-server", "llamacpp"]
+if TYPE_CHECKING:
+    from agenteval.ladder.divergence import DivergenceMeter
+
 Log = Callable[[str], None]
-# K/V cache types both engines take (llama.cpp's --cache-type-k/-v names; ggml type numbers for
-# llama-cpp-python's --type_k/--type_v).
-KV_TYPES: dict[str, int] = {"f32": 0, "f16": 1, "bf16": 30, "q8_0": 8, "q5_1": 7, "q5_0": 6, "q4_1": 3, "q4_0": 2,
-                            "iq4_nl": 20}
-DEFAULT_KV = "f16"
 
 
 @dataclass(frozen=True)
@@ -47,11 +54,12 @@ class LadderOptions:
     kv_caches: list[str] = field(default_factory=list)  # empty: the engine's default (f16) only
     engine: LadderEngine | None = None  # None: llama-server where it is built, else llama-cpp-python
     context: int = 8192
+    temperature: float = 0.0  # above 0, each sample is its own draw (seed = sample index, alike on every rung)
     chat_template: Literal["chatml"] | None = None
     imatrix: Path | None = None
     allow_requantize: bool = False
     kl_text: Path | None = None
-    kl_tokens: int = 2000  # positions scored: the first chunks of the text that reach this many
+    kl_tokens: int = MIN_TOKENS  # positions scored: the first chunks of the text that reach this many
     threads: int | None = None
     budgets: Budgets = field(default_factory=Budgets)
     concurrency: int | None = None
@@ -62,7 +70,8 @@ class LadderOptions:
     def to_config(self) -> dict[str, Any]:
         return {"source": str(self.source.resolve()), "quants": self.quants, "task_paths": self.task_paths,
                 "samples": self.samples, "variants": self.variants, "kv_caches": self.kv_caches,
-                "engine": self.engine, "context": self.context, "chat_template": self.chat_template,
+                "engine": self.engine, "context": self.context, "temperature": self.temperature,
+                "chat_template": self.chat_template,
                 "imatrix": str(self.imatrix.resolve()) if self.imatrix else None,
                 "allow_requantize": self.allow_requantize,
                 "kl_text": str(self.kl_text.resolve()) if self.kl_text else None, "kl_tokens": self.kl_tokens,
@@ -75,6 +84,7 @@ class LadderOptions:
             self, source=Path(stored["source"]), quants=list(stored["quants"]),
             task_paths=list(stored["task_paths"]), samples=stored["samples"], variants=list(stored["variants"]),
             kv_caches=list(stored["kv_caches"]), engine=stored["engine"], context=int(stored["context"]),
+            temperature=float(stored["temperature"]),
             chat_template=stored["chat_template"], imatrix=Path(stored["imatrix"]) if stored["imatrix"] else None,
             allow_requantize=bool(stored["allow_requantize"]),
             kl_text=Path(stored["kl_text"]) if stored["kl_text"] else None, kl_tokens=int(stored["kl_tokens"]),
@@ -91,11 +101,20 @@ class Rung:
 
     @property
     def label(self) -> str:
-        return self.file.quant if self.kv_cache in (None, DEFAULT_KV) else f"{self.file.quant}@kv={self.kv_cache}"
+        return rung_label(self.file.quant, self.kv_cache)
 
     @property
     def is_reference(self) -> bool:
         return self.file.reference and self.kv_cache in (None, DEFAULT_KV)
+
+    @property
+    def provenance(self) -> str:
+        """Said beside every figure of the rung: "requantized from Q4_1", "quantized from F16, K/V cache q8_0"."""
+        f = self.file
+        return f.provenance if self.kv_cache in (None, DEFAULT_KV) else f"{f.provenance}, K/V cache {self.kv_cache}"
+
+    def served(self) -> ServedRung:
+        return ServedRung(self.label, self.file.path, self.kv_cache, self.provenance)
 
 
 @dataclass
@@ -114,61 +133,27 @@ def choose_engine(asked: LadderEngine | None) -> LadderEngine:
     return "llama-server" if found is not None and os.access(found, os.X_OK) else "llamacpp"
 
 
-def check_kv_caches(kv_caches: list[str]) -> list[str]:
-    out: list[str] = []
-    for kv in kv_caches:
-        name = kv.strip().lower()
-        if name not in KV_TYPES:
-            raise BadInputError(f"--kv-cache {kv!r}: unknown K/V cache type (known: {', '.join(KV_TYPES)})")
-        if name not in out:
-            out.append(name)
-    return out
-
-
-def server_args(engine: LadderEngine, threads: int, kv_cache: str | None) -> list[str]:
-    """The command-line arguments every rung's server gets: the same thread count everywhere,
-    and the K/V cache type (a quantized V cache needs flash attention in llama.cpp)."""
-    if engine == "llama-server":
-        args = ["-t", str(threads)]
-        if kv_cache is not None:
-            args += ["--cache-type-k", kv_cache, "--cache-type-v", kv_cache]
-            if kv_cache not in ("f16", "f32", "bf16"):
-                args += ["--flash-attn", "on"]
-        return args
-    args = ["--n_threads", str(threads)]
-    if kv_cache is not None:
-        args += ["--type_k", str(KV_TYPES[kv_cache]), "--type_v", str(KV_TYPES[kv_cache])]
-        if kv_cache not in ("f16", "f32", "bf16"):
-            args += ["--flash_attn", "true"]
-    return args
-
-
-def write_config(path: Path, rungs: list[Rung], opts: LadderOptions, engine: LadderEngine, threads: int) -> Path:
-    """An agenteval.toml with one alias per rung: what the run serves, and what a user can serve
-    again (``agenteval run --config reports/RUN/ladder.toml --model Q4_K_M``)."""
-    lines = [f"# Written by agenteval ladder {__version__}: one alias per rung of {opts.source.name}.", ""]
-    for rung in rungs:
-        lines.append(f"[models.{json.dumps(rung.label)}]")
-        table: dict[str, object] = {"engine": engine, "path": str(rung.file.path), "context": opts.context,
-                                    "args": server_args(engine, threads, rung.kv_cache)}
-        if opts.chat_template:
-            table["chat_template"] = opts.chat_template
-        lines += [f"{key} = {json.dumps(value)}" for key, value in table.items()]  # JSON strings and lists are TOML
-        lines.append("")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines), encoding="utf-8")
-    return path
-
-
-def prepare_rungs(opts: LadderOptions, source: SourceModel, log: Log) -> list[Rung]:
-    """The reference and every rung file (quantized now, or from the cache), times each K/V cache type."""
+def plan_ladder(opts: LadderOptions, source: SourceModel) -> tuple[list[RungPlan], list[str | None]]:
+    """The rungs to make and the K/V cache types to serve each with, checked before anything is made."""
     plans = plan_rungs(source, opts.quants, allow_requantize=opts.allow_requantize, imatrix=opts.imatrix)
-    files = [reference_rung(source)]
-    for plan in plans:
-        files.append(make_rung(source, plan, imatrix=opts.imatrix, threads=opts.threads, log=log))
     kv_list: list[str | None] = list(opts.kv_caches) if opts.kv_caches else [None]
     if opts.kv_caches and DEFAULT_KV not in opts.kv_caches:
         kv_list.insert(0, None)  # the reference's own cache is always the comparison's baseline
+    return plans, kv_list
+
+
+def labels(source: SourceModel, plans: list[RungPlan], kv_list: list[str | None]) -> list[str]:
+    """The run's model labels, the reference first: known before any rung is made."""
+    quants = [source.quant, *(p.quant for p in plans)]
+    return [rung_label(q, kv) for q in quants for kv in kv_list]
+
+
+def make_rungs(opts: LadderOptions, source: SourceModel, plans: list[RungPlan], kv_list: list[str | None],
+               log: Log) -> list[Rung]:
+    """The reference and every rung file (quantized now, or from the cache), times each K/V cache type."""
+    files = [reference_rung(source)]
+    for plan in plans:
+        files.append(make_rung(source, plan, imatrix=opts.imatrix, threads=opts.threads, log=log))
     _mark_random_weights(source, files)
     return [Rung(f, kv) for f in files for kv in kv_list]
 
@@ -189,7 +174,64 @@ def _mark_random_weights(source: SourceModel, files: list[RungFile]) -> None:
 
 
 def run_ladder(opts: LadderOptions, observer: RunObserver | None = None, log: Log = print) -> LadderResult:
-    """Quantize, measure divergence, run every rung on the tasks; resumable at every step."""
+    """Quantize, measure divergence, run every rung on the tasks; resumable at every step.
+    Raises InterruptedRunError when stopped (Ctrl-C, SIGTERM) before its trials began."""
+    opts = _resolved(opts)
+    source = read_source(opts.source.resolve())
+    plans, kv_list = plan_ladder(opts, source)
+    engine = choose_engine(opts.engine)
+    threads = opts.threads or max(1, (os.cpu_count() or 2) // 2)
+    tasks = _load_tasks(opts)
+    _check_can_run(engine)
+    _check_same_source(opts, source)
+    run_id = opts.resume or new_run_id()
+    config_path = opts.out / run_id / "ladder.toml"
+    run_opts = RunOptions(task_paths=opts.task_paths, models=labels(source, plans, kv_list), samples=opts.samples,
+                          concurrency=opts.concurrency, variants=opts.variants, db=opts.db, out=opts.out,
+                          resume=run_id, config=config_path, budgets=opts.budgets,
+                          ladder={**opts.to_config(), "engine": engine, "threads": threads,
+                                  "source_sha256": source.sha256})
+    with Store(opts.db) as store:
+        if not opts.resume:  # recorded before anything slow, so every later step can be resumed
+            store.save_run(RunRecord(run_id=run_id, started_at=utcnow(), agenteval_version=__version__,
+                                     models=run_opts.models, tasks=[t.name for t in tasks],
+                                     samples=opts.samples or max(t.spec.samples for t in tasks),
+                                     concurrency=run_opts.jobs, config=dict(run_opts.to_config())))
+        log(f"ladder {run_id}: {len(run_opts.models)} rungs of {source.path.name} ({source.quant}) on {engine}")
+        try:
+            with _sigterm_as_interrupt():
+                measured = {r.model for r in store.rungs(run_id) if r.kl_mean is not None or r.reference}
+                meter = None if set(run_opts.models) <= measured else _divergence_meter(opts, source, tasks, log)
+                rungs = make_rungs(opts, source, plans, kv_list, log)
+                write_config(config_path, [r.served() for r in rungs], engine=engine, threads=threads,
+                             context=opts.context, temperature=opts.temperature, chat_template=opts.chat_template,
+                             source_name=source.path.name)
+                _record_rungs(store, run_id, [r for r in rungs if r.label not in measured], source, meter, log)
+        except KeyboardInterrupt:
+            store.finish_run(run_id, "interrupted")
+            raise InterruptedRunError(f"ladder {run_id} stopped before its trials; what it made is kept: "
+                                      f"agenteval ladder --resume {run_id}") from None
+        except BaseException:
+            store.finish_run(run_id, "interrupted")  # never left "running"; --resume picks it up after a fix
+            raise
+    result = execute_run(run_opts, observer=observer, log=log)
+    with Store(opts.db, read_only=True) as store:
+        return LadderResult(result, store.rungs(run_id))
+
+
+def _check_same_source(opts: LadderOptions, source: SourceModel) -> None:
+    """A resumed ladder must compare the file it started with: a changed source would mix two models."""
+    if not opts.resume:
+        return
+    with Store(opts.db, read_only=True) as store:
+        recorded = store.run(opts.resume).config.get("ladder", {}).get("source_sha256")
+    if recorded and recorded != source.sha256:
+        raise BadInputError(f"{source.path} changed since ladder {opts.resume} began (sha256 {recorded[:16]} then, "
+                            f"{source.sha256[:16]} now): start a new ladder for the new file")
+
+
+def _resolved(opts: LadderOptions) -> LadderOptions:
+    """The options to run: a resumed ladder's own, else the ones given, checked."""
     if opts.resume:
         with Store(opts.db, read_only=True) as store:
             stored = store.run(opts.resume).config.get("ladder")
@@ -198,31 +240,37 @@ def run_ladder(opts: LadderOptions, observer: RunObserver | None = None, log: Lo
         opts = opts.resumed(stored)
     if not opts.quants:
         raise BadInputError("no rung given: --quants Q8_0,Q4_K_M,...")
-    kv_caches = check_kv_caches(opts.kv_caches)
-    opts = dataclasses.replace(opts, kv_caches=kv_caches)
-    source = read_source(opts.source.resolve())
-    engine = choose_engine(opts.engine)
-    threads = opts.threads or max(1, (os.cpu_count() or 2) // 2)
-    tasks = _load_tasks(opts)
-    rungs = prepare_rungs(opts, source, log)
+    return dataclasses.replace(opts, kv_caches=check_kv_caches(opts.kv_caches))
 
-    run_id = opts.resume or new_run_id()
-    run_opts = RunOptions(task_paths=opts.task_paths, models=[r.label for r in rungs], samples=opts.samples,
-                          concurrency=opts.concurrency, variants=opts.variants, db=opts.db, out=opts.out,
-                          resume=run_id, config=write_config(opts.out / run_id / "ladder.toml", rungs, opts, engine,
-                                                             threads),
-                          budgets=opts.budgets, ladder={**opts.to_config(), "engine": engine, "threads": threads})
-    with Store(opts.db) as store:
-        if not opts.resume:
-            store.save_run(RunRecord(run_id=run_id, started_at=utcnow(), agenteval_version=__version__,
-                                     models=run_opts.models, tasks=[t.name for t in tasks],
-                                     samples=opts.samples or max(t.spec.samples for t in tasks),
-                                     concurrency=run_opts.jobs, config=dict(run_opts.to_config())))
-        log(f"ladder {run_id}: {len(rungs)} rungs of {source.path.name} ({source.quant}) on {engine}")
-        _record_rungs(store, run_id, rungs, source, opts, tasks, threads, log)
-    result = execute_run(run_opts, observer=observer, log=log)
-    with Store(opts.db, read_only=True) as store:
-        return LadderResult(result, store.rungs(run_id))
+
+def _check_can_run(engine: LadderEngine) -> None:
+    """What would otherwise fail only after hours of quantizing: the Docker engine and the server."""
+    from agenteval.sandbox.engine import connect
+
+    connect()
+    if engine == "llama-server":
+        from agenteval.models.engines.llama_server import LlamaServer
+
+        LlamaServer("ladder", ModelConfig(engine="llama-server", path="-"), None).binary()
+    elif importlib.util.find_spec("llama_cpp") is None:
+        raise BadInputError("engine 'llamacpp' needs llama-cpp-python: pip install 'agenteval[llamacpp]'")
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM stops the quantizing and measuring as Ctrl-C does (the runner does the same for trials)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _load_tasks(opts: LadderOptions) -> list[Any]:
@@ -233,29 +281,34 @@ def _load_tasks(opts: LadderOptions) -> list[Any]:
     return [load_task(p) for p in expand_task_paths(opts.task_paths)]
 
 
-def _record_rungs(store: Store, run_id: str, rungs: list[Rung], source: SourceModel, opts: LadderOptions,
-                  tasks: list[Any], threads: int, log: Log) -> None:
-    """Each rung's record, with its divergence from the reference (measured once: a resumed
-    ladder keeps what was recorded)."""
+def _divergence_meter(opts: LadderOptions, source: SourceModel, tasks: list[Any], log: Log) -> DivergenceMeter:
+    """The divergence text and the reference's logits, made before any rung: a text too short to
+    score is one clear error now, not after hours of quantizing."""
     from agenteval.ladder.divergence import DivergenceMeter, divergence_text
 
-    done = {r.model: r for r in store.rungs(run_id) if r.kl_mean is not None or r.reference}
-    todo = [r for r in rungs if r.label not in done]
-    if not todo:
-        return
     text = divergence_text(tasks, opts.kl_text)
-    work = _divergence_dir(source)
-    meter: DivergenceMeter | None = None
-    for rung in todo:
+    # no server runs while divergences are measured: every core, unless --threads says otherwise
+    meter = DivergenceMeter(source.path, text, _divergence_dir(source), threads=opts.threads or os.cpu_count() or 1,
+                            max_tokens=opts.kl_tokens, log=log)
+    meter.prepare()
+    return meter
+
+
+def _record_rungs(store: Store, run_id: str, rungs: list[Rung], source: SourceModel, meter: DivergenceMeter | None,
+                  log: Log) -> None:
+    """Each rung's record with its divergence from the reference. A rung whose divergence cannot
+    be measured is recorded with the reason, and its trials still run."""
+    if meter is None:
+        return  # every rung was measured before this ladder was resumed
+    for rung in rungs:
         record = _rung_record(run_id, rung, source)
+        text = {"kl_text_sha256": meter.text.sha256, "kl_text_origin": meter.text.origin}
         if rung.is_reference:
             store.save_rung(record.model_copy(update={"kl_mean": 0.0, "top1_agreement": 1.0, "kl_method": "reference",
-                                                      "kl_text_sha256": text.sha256, "kl_text_origin": text.origin}))
+                                                      **text}))
             continue
         try:
-            meter = meter or DivergenceMeter(source.path, text, work, threads=threads, max_tokens=opts.kl_tokens,
-                                             log=log)
-            log(f"{rung.label}: measuring divergence from {source.quant} over {text.origin}")
+            log(f"{rung.label}: measuring divergence from {source.quant} over {meter.text.origin}")
             t0 = time.monotonic()
             d = meter.measure(rung.file.path, kv_cache=rung.kv_cache)
             record = record.model_copy(update={
@@ -266,7 +319,7 @@ def _record_rungs(store: Store, run_id: str, rungs: list[Rung], source: SourceMo
         except BadInputError as e:
             log(f"{rung.label}: divergence not measured: {e}")
             record = record.model_copy(update={"kl_error": str(e)})
-        store.save_rung(record.model_copy(update={"kl_text_sha256": text.sha256, "kl_text_origin": text.origin}))
+        store.save_rung(record.model_copy(update=text))
 
 
 def _divergence_dir(source: SourceModel) -> Path:
@@ -279,7 +332,7 @@ def _divergence_dir(source: SourceModel) -> Path:
 def _rung_record(run_id: str, rung: Rung, source: SourceModel) -> RungRecord:
     f = rung.file
     return RungRecord(run_id=run_id, model=rung.label, quant=f.quant, kv_cache=rung.kv_cache,
-                      reference=rung.is_reference, provenance=f.provenance, requantized=f.requantized,
+                      reference=rung.is_reference, provenance=rung.provenance, requantized=f.requantized,
                       source=source.path.name, source_quant=source.quant, source_sha256=source.sha256,
                       path=str(f.path), file_bytes=f.file_bytes, file_sha256=f.sha256, params=f.params,
                       bits_per_weight=f.bits_per_weight, imatrix_sha256=f.imatrix_sha256, quantizer=f.quantizer,

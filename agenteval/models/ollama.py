@@ -28,6 +28,7 @@ from agenteval.models.chat import (
                                    as_object,
                                    as_text,
 )
+from agenteval.models.sampling import for_this_sample
 from agenteval.models.streaming import CallLog, OutOfTime, Retry, StreamReader, stream_call
 from agenteval.records import ModelCall, ToolProtocol
 
@@ -59,7 +60,7 @@ class OllamaClient(ChatModel):
     def chat(self, messages: list[Message], *, tools: list[ToolSchema] | None = None,
              max_tokens: int | None = None, timeout_s: float | None = None) -> ChatResponse:
         budget = timeout_s or self.timeout_s
-        options: dict[str, object] = {"num_ctx": self.num_ctx, **self.sampling}
+        options: dict[str, object] = {"num_ctx": self.num_ctx, **for_this_sample(self.sampling)}
         if max_tokens:
             options["num_predict"] = max_tokens
         body: dict[str, object] = {"model": self.spec.name, "messages": to_ollama_messages(messages),

@@ -30,6 +30,7 @@ from agenteval.models.chat import (
                                    as_text,
 )
 from agenteval.models.server_probe import ServerProbe
+from agenteval.models.sampling import for_this_sample
 from agenteval.models.streaming import CallLog, FillCounts, OutOfTime, Retry, StreamReader, stream_call
 from agenteval.models.telemetry import StreamClock, ThinkSplitter, usage_into
 from agenteval.records import ModelCall, ToolProtocol
@@ -76,7 +77,7 @@ class OpenAICompatClient(ChatModel):
              max_tokens: int | None = None, timeout_s: float | None = None) -> ChatResponse:
         budget = timeout_s or self.timeout_s
         body: dict[str, object] = {"model": self.spec.name or "default", "messages": messages, "stream": True,
-                                   "stream_options": {"include_usage": True}, **self.sampling}
+                                   "stream_options": {"include_usage": True}, **for_this_sample(self.sampling)}
         if tools:
             body["tools"] = tools
         if max_tokens:

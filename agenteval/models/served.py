@@ -111,9 +111,14 @@ class ServedModel(ChatModel):
         if cfg is not None:
             info.update({"context": cfg.context, "sampling": cfg.sampling, "engine": cfg.engine,
                          "tools": cfg.tools})
+            if cfg.provenance:
+                info["provenance"] = cfg.provenance
+            if cfg.engine and cfg.args:
+                info["server_args"] = cfg.args  # threads, K/V cache type: what makes rungs comparable
         if self.server is not None:
             info["load_s"] = self.server.load_s
             info.update(self.server.describe())
+        info["sample_seeds"] = True  # sample i of a trial is sent seed + i (agenteval.models.sampling)
         info["warm_up_s"] = self.warm_up_s
         info["random_weights"] = self.random_weights
         info["host_cpu"] = _cpu_name()

@@ -78,7 +78,6 @@ class RunOptions:
     ray_address: str | None = None  # with executor='ray': HOST:PORT, ray://..., 'auto' or 'local'
     allow_internet: bool = False  # network for the tasks that allow it (Harbor's allow_internet); none otherwise
     pass_threshold: float | None = None  # reward protocol: passing reward, in place of the tasks' own (1)
-    run_id: str | None = None  # the new run's id, chosen by the caller (a ladder names its folder first)
     ladder: dict[str, Any] | None = None  # a ladder run's own options, what `agenteval ladder --resume` reads
 
     @property
@@ -261,7 +260,7 @@ def _execute(run_plan: RunPlan, sink: _Committer) -> RunResult:
     if opts.resume and opts.retry_errors:  # after every check passed: nothing is lost to a typo
         n = store.forget_trials(opts.resume, "infra_error")
         sink.log(f"running {n} trials that ended in infra_error again")
-    run_id = opts.resume or opts.run_id or new_run_id()
+    run_id = opts.resume or new_run_id()
     run = RunRecord(run_id=run_id, started_at=utcnow(), agenteval_version=__version__,
                     models=list(models), tasks=[t.name for t in tasks],
                     samples=opts.samples or max(t.spec.samples for t in tasks),

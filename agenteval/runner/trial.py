@@ -17,6 +17,7 @@ from typing import Callable
 from agenteval.agent import run_agent
 from agenteval.errors import AgentEvalError, SandboxError
 from agenteval.models.base import AgentContext, AgentModel, AgentOutcome, AgentStatus, ModelSpec
+from agenteval.models.sampling import sample_index
 from agenteval.records import FailureMode, Fingerprint, TrialRecord, utcnow
 from agenteval.sandbox.base import AGENT_UID, WORKSPACE, Sandbox
 from agenteval.task import Task, VariantSpec
@@ -108,7 +109,8 @@ def run_trial(spec: TrialSpec, env: TrialEnv) -> TrialRecord:
         ctx = AgentContext(task=spec.task, variant=spec.variant, sandbox=sandbox, budget=spec.task.spec.agent,
                            instruction=spec.task.render_instruction(spec.variant), cancel=env.cancel)
         try:
-            agent = run_agent(env.models[spec.model.label], ctx)
+            with sample_index(spec.sample):  # sample i is sent seed + i, on every model alike
+                agent = run_agent(env.models[spec.model.label], ctx)
         except SandboxError as e:
             error, message = FailureMode.sandbox_error, f"sandbox failed during the agent phase: {e}"
         t = mark("agent_s", t)

@@ -251,3 +251,22 @@ def test_a_repetition_stop_keeps_the_repeated_text_and_is_agent_limit(workdir: P
     assert kept["stop"] == "repetition" and kept["content"].count(unit) >= 3
     assert agent_commands(record) == [] and record.actions_run == 0
     assert record.model_calls[0].completion_tokens is not None
+
+
+def test_each_sample_is_sent_its_own_seed(workdir: Path, docker_client: Any) -> None:
+    """Sample i of a variant is sent seed + i, the same on every model, so samples at temperature > 0
+    are independent draws paired across models by seed; the warm-up keeps the configured seed."""
+    config = ('[models.m]\nprovider = "openai"\nname = "scripted"\nbase_url = "{url}/v1"\n'
+              'sampling = {{ temperature = 0.7, seed = 40 }}\n')
+    script = [WARM_UP] + [tool_reply("done", {"summary": "nothing"}) for _ in range(3)]
+    with ScriptedServer(script) as srv:
+        cfg = workdir / "agenteval.toml"
+        cfg.write_text(config.format(url=srv.url))
+        opts = RunOptions(task_paths=[str(FIXTURES / "tasks" / "short")], models=["m"], samples=3,
+                          db=workdir / "db.duckdb", out=workdir / "reports", config=cfg)
+        result = execute_run(opts, log=lambda m: None)
+        bodies = srv.chats
+    assert [b["seed"] for b in bodies] == [40, 40, 41, 42]  # warm-up, then samples 0, 1, 2
+    assert all(b["temperature"] == 0.7 for b in bodies)
+    assert sorted(r.sample for r in result.records) == [0, 1, 2]
+    assert all(r.fingerprint.model_info["sample_seeds"] is True for r in result.records)

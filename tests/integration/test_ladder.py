@@ -132,9 +132,11 @@ def test_a_ladder_of_the_random_model_resumes_after_kill_9_and_reuses_its_rungs(
     assert all(s.load_s and s.load_s > 0 and s.peak_rss_bytes and s.peak_rss_bytes > 1 << 20 for s in servings)
 
     page = workdir / "reports" / run_id / "ladder.html"
-    assert page.is_file()
     html = page.read_text()
-    assert all(name in html for name in ("Q8_0", "Q4_K_M", "Q2_K", "reference (F16)"))
+    for name in ("Q8_0", "Q4_K_M", "Q2_K"):
+        assert f"<th>{name}</th>" in html or f">{name}<" in html, name
+    assert "reference (F16)" in html and html.count("quantized from F16") >= 3
+    assert "requantized" not in html
 
     # A second ladder on the same source takes every rung from the cache: nothing is quantized again.
     mtimes = {r.model: Path(r.path).stat().st_mtime_ns for r in rungs.values()}
@@ -146,6 +148,42 @@ def test_a_ladder_of_the_random_model_resumes_after_kill_9_and_reuses_its_rungs(
     assert all(cached[m].quantize_s is None for m in ("Q8_0", "Q4_K_M", "Q2_K"))
     assert {m: Path(r.path).stat().st_mtime_ns for m, r in cached.items()} == mtimes
     assert cached["Q4_K_M"].file_sha256 == q4.file_sha256
+
+
+@pytest.mark.docker
+def test_a_kv_cache_axis_on_llama_cpp_python(workdir: Path, tiny_f16: Path, llama_cpp_tools: None,
+                                              python_image: str, docker_client: Any) -> None:
+    done = run_cli(workdir, str(tiny_f16), str(SHORT), "--quants", "Q4_K_M", "--kv-cache", "f16,q8_0", "--engine",
+                   "llamacpp", "--samples", "1", "--kl-text", str(KL_TEXT), "--context", "2048", "--db",
+                   str(workdir / "db.duckdb"), "--out", str(workdir / "reports"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    [run_id] = run_ids(workdir)
+    with Store(workdir / "db.duckdb", read_only=True) as store:
+        rungs = {r.model: r for r in store.rungs(run_id)}
+        trials = {t.model: t for t in store.trials(run_id)}
+    assert set(rungs) == set(trials) == {"F16", "F16@kv=q8_0", "Q4_K_M", "Q4_K_M@kv=q8_0"}
+    assert rungs["F16"].reference and not rungs["F16@kv=q8_0"].reference
+    assert rungs["F16@kv=q8_0"].provenance == "reference (F16), K/V cache q8_0"
+    assert rungs["F16@kv=q8_0"].kl_mean is not None and rungs["F16@kv=q8_0"].kl_mean > 0  # the cache's own loss
+    for label, trial in trials.items():
+        info = trial.fingerprint.model_info
+        assert info["engine"] == "llamacpp" and info["server"] == "llama-cpp-python"
+        assert info["sampling"] == {"temperature": 0.0, "seed": 0} and info["context"] == 2048
+        args = info["server_args"]
+        kv = "8" if label.endswith("@kv=q8_0") else "1"  # ggml's q8_0 and f16
+        assert args[0::2][:4] == ["--n_threads", "--n_threads_batch", "--type_k", "--type_v"], args
+        assert args[5] == args[7] == kv and ("--flash_attn" in args) == (kv == "8"), args
+        assert info["provenance"] == rungs[label].provenance and info["sample_seeds"] is True
+    assert len({tuple(t.fingerprint.model_info["server_args"][1:4:2]) for t in trials.values()}) == 1  # same threads
+
+    # `agenteval report` renders the ladder page of any ladder run, into the folder given
+    site = workdir / "site"
+    report = subprocess.run([sys.executable, "-m", "agenteval", "report", "--run", run_id, "--db",
+                             str(workdir / "db.duckdb"), "--out", str(site)], cwd=workdir, capture_output=True,
+                            text=True, timeout=300)
+    assert report.returncode == 0, report.stderr
+    html = (site / "ladder.html").read_text()
+    assert "Q4_K_M@kv=q8_0" in html and 'href="ladder.html"' in (site / "index.html").read_text()
 
 
 @pytest.mark.docker
@@ -199,7 +237,13 @@ def test_a_requantized_smollm2_ladder_is_refused_then_labelled(workdir: Path, ll
         assert rungs[name].requantized and rungs[name].provenance == "requantized from Q4_1"
         assert rungs[name].kl_mean is not None and rungs[name].kl_mean > 0
     assert len(trials) == 3 and all(t.model_calls for t in trials)
-    html = (workdir / "reports" / run_id / "ladder.html").read_text()
-    assert html.count("requantized from Q4_1") >= 2
-    assert "requantized from Q4_1" in done.stdout
+    site = workdir / "reports" / run_id
+    html = (site / "ladder.html").read_text()
+    for name in ("Q4_0", "Q2_K"):  # every row and point of a requantized rung says so
+        rows = [ln for ln in html.splitlines() if f">{name}" in ln]
+        assert rows and all("requantized from Q4_1" in ln for ln in rows), name
+    index = (site / "index.html").read_text()
+    assert index.count("requantized from Q4_1") >= 2  # the leaderboard names them so too
+    console = [ln for ln in done.stdout.splitlines() if ln.lstrip("│ ").startswith(("Q4_0", "Q2_K"))]
+    assert console and all("requantized from Q4_1" in ln for ln in console), done.stdout
     assert json.loads(json.dumps(rungs["Q2_K"].model_dump(mode="json")))["source_quant"] == "Q4_1"

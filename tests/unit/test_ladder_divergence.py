@@ -293,7 +293,7 @@ def test_meter_runs_the_tool_quietly_and_reuses_the_reference(fake_tool: Path, t
     assert ["-ctk", "q4_0", "-ctv", "q4_0", "-fa", "on"] == kl_run[-6:] and "--kl-divergence" in kl_run
     assert capsys.readouterr().out == ""  # the tool's output went to logs in work_dir
     work = tmp_path / "work"
-    assert (work / "divergence-Q4_0.gguf-kv-q4_0.log").is_file() and not list(work.glob("*.partial"))
+    assert len(list(work.glob("divergence-*-Q4_0.gguf-kv-q4_0.log"))) == 1 and not list(work.glob("*.partial"))
     [logits] = work.glob("reference-*.logits")
     before = logits.stat()
 
@@ -326,7 +326,7 @@ def test_meter_reports_a_short_text_and_a_failure_in_one_line(fake_tool: Path, t
         DivergenceMeter(ref, text_of(words(9000), "file w"), tmp_path / "b", log=print).prepare()
     msg = str(e.value)
     assert "\n" not in msg and "exit 1" in msg and "tensor data is not within bounds" in msg
-    assert str(tmp_path / "b" / "divergence-reference-ref.gguf.log") in msg
+    assert str(tmp_path / "b" / "divergence-") in msg and "-reference-ref.gguf.log" in msg
     left = sorted(p.name for p in (tmp_path / "b").glob("reference-*"))
     assert [n.rsplit(".", 1)[1] for n in left] == ["lock"]  # nothing half-made is left to reuse
 
