@@ -30,6 +30,8 @@ def ladder(
     engine: Optional[str] = typer.Option(None, "--engine", help="llama-server or llamacpp (llama-cpp-python) "
                                          "[default: llama-server where it is built]."),
     context: int = typer.Option(8192, "--context", min=256, help="Context size every rung is served with."),
+    server_arg: list[str] = typer.Option([], "--server-arg", help="An argument for every rung's server alike, "
+                                         "e.g. --server-arg=-ngl --server-arg=99 to offload to a GPU. Repeatable."),
     temperature: float = typer.Option(0.0, "--temperature", min=0.0, help="Sampling temperature of every rung. "
                                       "Above 0, sample i is its own draw (seed i on every rung), so samples pair "
                                       "with the reference's; at 0 they repeat one greedy decode."),
@@ -88,7 +90,7 @@ def ladder(
         budgets["timeout_sec"] = agent_timeout
     opts = LadderOptions(source=source or Path(), quants=_split(quants), task_paths=list(paths or []), samples=samples,
                          variants=list(variant), kv_caches=_split(kv_cache), engine=engine,  # type: ignore[arg-type]
-                         context=context, temperature=temperature,
+                         context=context, temperature=temperature, server_args=list(server_arg),
                          chat_template=chat_template,  # type: ignore[arg-type]
                          imatrix=imatrix, allow_requantize=allow_requantize, kl_text=kl_text, kl_tokens=kl_tokens,
                          threads=threads,

@@ -54,6 +54,7 @@ class LadderOptions:
     kv_caches: list[str] = field(default_factory=list)  # empty: the engine's default (f16) only
     engine: LadderEngine | None = None  # None: llama-server where it is built, else llama-cpp-python
     context: int = 8192
+    server_args: list[str] = field(default_factory=list)  # for every rung's server alike (-ngl 99, ...)
     temperature: float = 0.0  # above 0, each sample is its own draw (seed = sample index, alike on every rung)
     chat_template: Literal["chatml"] | None = None
     imatrix: Path | None = None
@@ -71,6 +72,7 @@ class LadderOptions:
         return {"source": str(self.source.resolve()), "quants": self.quants, "task_paths": self.task_paths,
                 "samples": self.samples, "variants": self.variants, "kv_caches": self.kv_caches,
                 "engine": self.engine, "context": self.context, "temperature": self.temperature,
+                "server_args": self.server_args,
                 "chat_template": self.chat_template,
                 "imatrix": str(self.imatrix.resolve()) if self.imatrix else None,
                 "allow_requantize": self.allow_requantize,
@@ -84,7 +86,7 @@ class LadderOptions:
             self, source=Path(stored["source"]), quants=list(stored["quants"]),
             task_paths=list(stored["task_paths"]), samples=stored["samples"], variants=list(stored["variants"]),
             kv_caches=list(stored["kv_caches"]), engine=stored["engine"], context=int(stored["context"]),
-            temperature=float(stored["temperature"]),
+            temperature=float(stored["temperature"]), server_args=list(stored["server_args"]),
             chat_template=stored["chat_template"], imatrix=Path(stored["imatrix"]) if stored["imatrix"] else None,
             allow_requantize=bool(stored["allow_requantize"]),
             kl_text=Path(stored["kl_text"]) if stored["kl_text"] else None, kl_tokens=int(stored["kl_tokens"]),
@@ -205,7 +207,7 @@ def run_ladder(opts: LadderOptions, observer: RunObserver | None = None, log: Lo
                 rungs = make_rungs(opts, source, plans, kv_list, log)
                 write_config(config_path, [r.served() for r in rungs], engine=engine, threads=threads,
                              context=opts.context, temperature=opts.temperature, chat_template=opts.chat_template,
-                             source_name=source.path.name)
+                             source_name=source.path.name, extra_args=tuple(opts.server_args))
                 _record_rungs(store, run_id, [r for r in rungs if r.label not in measured], source, meter, log)
         except KeyboardInterrupt:
             store.finish_run(run_id, "interrupted")

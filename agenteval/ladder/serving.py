@@ -82,13 +82,14 @@ def toml_string(text: str) -> str:
 
 
 def write_config(path: Path, rungs: list[ServedRung], *, engine: LadderEngine, threads: int, context: int,
-                 temperature: float, chat_template: str | None, source_name: str) -> Path:
+                 temperature: float, chat_template: str | None, source_name: str,
+                 extra_args: tuple[str, ...] = ()) -> Path:
     """An agenteval.toml with one alias per rung; every alias the same but for its file and cache."""
     printable = "".join(ch for ch in source_name if ch >= " " and ch != "\x7f")  # a comment takes no escapes
     lines = [f"# Written by agenteval ladder {__version__}: one alias per rung of {printable}.", ""]
     for rung in rungs:
         lines.append(f"[models.{toml_string(rung.label)}]")
-        args = server_args(engine, threads, rung.kv_cache)
+        args = [*server_args(engine, threads, rung.kv_cache), *extra_args]  # --server-arg: GPU offload, ...
         lines += [f"engine = {toml_string(engine)}", f"path = {toml_string(str(rung.path))}", f"context = {context}",
                   f"args = [{', '.join(toml_string(a) for a in args)}]",
                   f"sampling = {{ temperature = {float(temperature)!r}, seed = 0 }}",

@@ -68,10 +68,12 @@ def test_any_file_name_survives_the_written_config(tmp_path: Path, name: str) ->
     """JSON's escapes are not TOML's (surrogate pairs): names are written as TOML strings."""
     served = ServedRung("Q4_K_M", tmp_path / name, None, "quantized from F16")
     config = load_config(write_config(tmp_path / "ladder.toml", [served], engine="llamacpp", threads=1, context=2048,
-                                      temperature=0.7, chat_template=None, source_name=name))
+                                      temperature=0.7, chat_template=None, source_name=name,
+                                      extra_args=("--n_gpu_layers", "99")))
     assert list(config.models).count("Q4_K_M") == 1 and config.models["Q4_K_M"].path == str(tmp_path / name)
     assert "evil" not in config.models
     assert config.models["Q4_K_M"].sampling == {"temperature": 0.7, "seed": 0}
+    assert config.models["Q4_K_M"].args[-2:] == ["--n_gpu_layers", "99"]
 
 
 def test_a_name_that_is_not_unicode_is_one_clear_error() -> None:
@@ -82,7 +84,7 @@ def test_a_name_that_is_not_unicode_is_one_clear_error() -> None:
 def test_options_survive_the_round_trip_through_the_run_record(tmp_path: Path) -> None:
     opts = LadderOptions(source=tmp_path / "m.gguf", quants=["Q8_0", "Q2_K"], task_paths=["tasks/folder"],
                          samples=3, variants=["folder/one-file"], kv_caches=["f16", "q8_0"], engine="llamacpp",
-                         context=2048, temperature=0.5, imatrix=tmp_path / "imatrix.dat", allow_requantize=True,
+                         context=2048, temperature=0.5, server_args=["-ngl", "99"], imatrix=tmp_path / "imatrix.dat", allow_requantize=True,
                          kl_text=tmp_path / "t.txt", threads=1, budgets={"max_steps": 4})
     fresh = LadderOptions(source=Path(), quants=[], task_paths=[], db=tmp_path / "db.duckdb", resume="r1")
     back = fresh.resumed(opts.to_config())
