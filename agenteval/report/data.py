@@ -118,6 +118,7 @@ class Scorecard:
     images: dict[str, list[str]]  # every sandbox image a model's trials used (one per task image)
     trials: list[TrialRow]
     random_models: set[str] = field(default_factory=set)
+    provenance: dict[str, str] = field(default_factory=dict)  # model -> "requantized from Q4_1", only requantized
     _pairs: dict[tuple[str, str], PairStats] = field(default_factory=dict, repr=False)
 
     def cell(self, model: str, task: str = ALL_TASKS) -> CellStats | None:
@@ -197,12 +198,21 @@ def load_scorecard(store: Store, run_ids: list[str]) -> Scorecard:
         run_ids=list(run_ids), runs=runs, models=models, tasks=sorted({t for _, t in cells if t != ALL_TASKS}),
         cells=cells, variants=dict(variants), variant_counts=counts, outcomes=dict(outcomes),
         fingerprints=fingerprints, images=images, trials=trials,
-        random_models={m for m, fp in fingerprints.items() if _random_weights(fp)})
+        random_models={m for m, fp in fingerprints.items() if _random_weights(fp)},
+        provenance={m: p for m, fp in fingerprints.items() if (p := requantized_from(fp))})
 
 
 def _random_weights(fingerprint: dict[str, JSON]) -> bool:
     info = fingerprint.get("model_info")
     return isinstance(info, dict) and bool(info.get("random_weights"))
+
+
+def requantized_from(fingerprint: dict[str, JSON]) -> str | None:
+    """The provenance of a model made from an already quantized file ("requantized from Q4_1"),
+    which must be said beside its name: its figures are not those of a quantization of the source."""
+    info = fingerprint.get("model_info")
+    provenance = info.get("provenance") if isinstance(info, dict) else None
+    return provenance if isinstance(provenance, str) and provenance.startswith("requantized") else None
 
 
 def compare_models(trials: list[TrialRow], a: str, b: str) -> PairStats:
@@ -307,6 +317,12 @@ class TrialPage(NamedTuple):
     checks: list[CheckRow]  # empty when the verifier wrote no verdict
     calls: list[CallRow]
     execs: list[ExecRow]
+
+    @property
+    def provenance(self) -> str | None:
+        """"requantized from Q4_1" where the trial's model was (see ``requantized_from``)."""
+        fingerprint = _json(self.fingerprint) if self.fingerprint else None
+        return requantized_from(fingerprint) if isinstance(fingerprint, dict) else None
 
 
 _PAGE_COLUMNS = ("trial_id, run_id, key, model, task, variant, sample, passed, failure_mode, error, score, duration_s, "

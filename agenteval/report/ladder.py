@@ -1,10 +1,11 @@
 """The quantization ladder page: one source model quantized to several rungs, every rung run
 on the same tasks as one run (``agenteval ladder``), each compared with the reference rung.
 
-A rung is compared with the reference on paired trials only (same task, variant and sample
-index), so a trial one of them lacks changes nothing; the test is McNemar's exact test, as on
-the pair pages. The page says its result in one computed sentence (``verdict``), and shows
-every figure a rung has, "-" where one is missing, never 0.
+A rung is compared with the reference on paired units only (a sample, or a task variant whose
+samples are not independent draws: ``ladder_pairs``), so a unit one of them lacks changes
+nothing; the test is McNemar's exact test, as on the pair pages. Trials of infra, sandbox or
+verifier errors are in neither the pairs nor pass@1. The page says its result in one computed
+sentence (``verdict``), and shows every figure a rung has, "-" where one is missing, never 0.
 
 A run has a ladder when ``ladder_rungs`` holds rows for it; every other run costs one query.
 """
@@ -16,58 +17,22 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal
 
 from agenteval.records import RungRecord, ServingRecord
 from agenteval.report.chart import RATE_AXIS, Datum, Plot, scatter, value_axis
-from agenteval.report.stats import Interval, Rate, mcnemar_exact, pass_rate, quantile
+from agenteval.report.ladder_pairs import (
+    MIN_PAIRS, NOT_THE_MODEL, PAIRING_TEXT, TRIALS_SQL, LadderTrial, Paired, Pairing, ladder_pairing, outcomes,
+    pair_with_reference,
+)
+from agenteval.report.stats import Interval, Rate, quantile
 
 if TYPE_CHECKING:
     import jinja2
 
     from agenteval.store import Store
 
-ALPHA = 0.05  # the significance level the page's sentence uses
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,80}$")
-
-
-@dataclass(frozen=True)
-class Paired:
-    """A rung against the reference on the trials both ran: ``ref_only`` (b) passed only on the
-    reference, ``rung_only`` (c) only on the rung."""
-
-    pairs: int
-    both: int
-    ref_only: int
-    rung_only: int
-
-    @property
-    def p_value(self) -> float | None:
-        """None without pairs: no test was made, which is not the same as p = 1."""
-        return mcnemar_exact(self.ref_only, self.rung_only) if self.pairs else None
-
-    @property
-    def worse(self) -> bool:
-        return self.p_value is not None and self.p_value < ALPHA and self.ref_only > self.rung_only
-
-    @property
-    def better(self) -> bool:
-        return self.p_value is not None and self.p_value < ALPHA and self.rung_only > self.ref_only
-
-    @property
-    def testable(self) -> bool:
-        """Whether these many pairs could show a difference at all: with fewer than 6, even a rung
-        that failed every pair the reference passed has p >= 0.05."""
-        return self.pairs > 0 and mcnemar_exact(self.pairs, 0) < ALPHA
-
-    @property
-    def rung_rate(self) -> float:
-        return pass_rate(self.both + self.rung_only, self.pairs)
-
-    @property
-    def ref_rate(self) -> float:
-        return pass_rate(self.both + self.ref_only, self.pairs)
-
 
 @dataclass(frozen=True)
 class Speed:
@@ -94,6 +59,7 @@ class RungView:
     reasoning_med: float | None
     load_s: float | None
     peak_rss_bytes: int | None
+    left_out: int = 0  # trials of infra, sandbox or verifier errors, in neither pairs nor pass@1
 
     @property
     def name(self) -> str:
@@ -114,10 +80,43 @@ class Ladder:
     front: frozenset[str]  # models on the Pareto front of file size against pass rate
     sentence: str
     charts: dict[str, Plot | None]
+    pairing: Pairing
 
     @property
     def reference(self) -> RungView | None:
         return next((r for r in self.rungs if r.rung.reference), None)
+
+    @property
+    def per_sample(self) -> bool:
+        return self.pairing == "seeded"
+
+    @property
+    def quantized(self) -> list[RungView]:
+        """The rungs served from a file of their own: not the reference, nor its file with another K/V cache."""
+        ref = self.reference
+        return [r for r in self.rungs if not r.rung.reference and (ref is None or
+                                                                    r.rung.file_sha256 != ref.rung.file_sha256)]
+
+    def made_with(self, attr: Literal["quantizer", "imatrix_sha256"]) -> list[tuple[str | None, list[str]]]:
+        """Each distinct quantizer or importance matrix of the quantized rungs with the rungs it made,
+        in rung order, "none" (None) last; an unrecorded quantizer is left out."""
+        groups: dict[str | None, list[str]] = {}
+        for r in self.quantized:
+            value = getattr(r.rung, attr)
+            if value is not None or attr == "imatrix_sha256":
+                groups.setdefault(value, []).append(r.name)
+        return sorted(groups.items(), key=lambda g: g[0] is None)
+
+    @property
+    def kl_methods(self) -> list[str]:
+        """How the measured rungs' divergence was taken (the reference's own is "reference")."""
+        return list(dict.fromkeys(r.rung.kl_method for r in self.rungs if not r.rung.reference and r.rung.kl_method))
+
+    @property
+    def kl_text_rung(self) -> RungRecord | None:
+        """The rung whose record names the divergence text: a measured one where one names it."""
+        named = [r.rung for r in self.rungs if r.rung.kl_text_origin]
+        return next((r for r in named if not r.reference), named[0] if named else None)
 
     @property
     def own_timing(self) -> bool:
@@ -136,20 +135,6 @@ def rung_name(rung: RungRecord) -> str:
 
 
 # -- reading ------------------------------------------------------------------------------
-
-class _Trial(NamedTuple):
-    model: str
-    task: str
-    variant: str
-    sample: int
-    passed: bool
-    total_tokens: float | None
-    reasoning_tokens: float | None
-
-
-_TRIALS_SQL = ("SELECT model, task, variant, sample, passed, total_tokens, reasoning_tokens FROM trial_totals "
-               "WHERE run_id = ?")
-
 
 def _timing(key: str) -> str:
     return f"TRY_CAST(server_timings->>'{key}' AS DOUBLE)"
@@ -192,14 +177,16 @@ def load_ladders(store: Store, run_ids: list[str]) -> list[Ladder]:
 
 def load_ladder(store: Store, run_id: str, page: str = "ladder.html") -> Ladder:
     rungs = store.rungs(run_id)
-    trials = [_Trial(*row) for row in store.con.execute(_TRIALS_SQL, [run_id]).fetchall()]
+    trials = [LadderTrial(*row) for row in store.con.execute(TRIALS_SQL, [run_id]).fetchall()]
     speeds = {m: Speed(pt, dt if dt is not None else own, dt is None and own is not None, ttft, own)
               for m, ttft, own, pt, dt in store.con.execute(_SPEED_SQL, [run_id]).fetchall()}
     served = _served(store.servings(run_id))
-    views = _views(rungs, trials, speeds, served)
-    tasks = sorted({t.task for t in trials if t.model in {r.model for r in rungs}})
+    mine = [t for t in trials if t.model in {r.model for r in rungs}]
+    pairing = ladder_pairing(mine)
+    views = _views(rungs, mine, speeds, served, per_sample := pairing == "seeded")
     front = pareto_front(views)
-    return Ladder(run_id, page, views, tasks, front, verdict(views), _charts(views, front))
+    return Ladder(run_id, page, views, sorted({t.task for t in mine}), front, verdict(views),
+                  _charts(views, front, per_sample), pairing)
 
 
 def _served(servings: list[ServingRecord]) -> dict[str, tuple[float | None, int | None]]:
@@ -221,42 +208,30 @@ def _median(values: list[float | None]) -> float | None:
     return quantile([v for v in values if v is not None], 0.5)
 
 
-def _views(rungs: list[RungRecord], trials: list[_Trial], speeds: dict[str, Speed],
-           served: dict[str, tuple[float | None, int | None]]) -> list[RungView]:
-    by_model: dict[str, list[_Trial]] = defaultdict(list)
+def _views(rungs: list[RungRecord], trials: list[LadderTrial], speeds: dict[str, Speed],
+           served: dict[str, tuple[float | None, int | None]], per_sample: bool) -> list[RungView]:
+    by_model: dict[str, list[LadderTrial]] = defaultdict(list)
     for t in trials:
         by_model[t.model].append(t)
+    units = {m: outcomes([t for t in ts if t.failure_mode not in NOT_THE_MODEL], per_sample)
+             for m, ts in by_model.items()}
     ref = next((r for r in rungs if r.reference), None)
-    ref_outcome = {(t.task, t.variant, t.sample): t.passed for t in by_model.get(ref.model, [])} if ref else {}
+    ref_units = units.get(ref.model, {}) if ref else {}
     views = []
     for rung in rungs:
-        mine = by_model.get(rung.model, [])
+        mine, passed = by_model.get(rung.model, []), units.get(rung.model, {})
         per_task: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-        for t in mine:
-            per_task[t.task][0] += t.passed
-            per_task[t.task][1] += 1
+        for (task, _, _), ok in passed.items():
+            per_task[task][0] += ok
+            per_task[task][1] += 1
         load_s, peak = served.get(rung.model, (None, None))
         views.append(RungView(
-            rung, Rate(sum(t.passed for t in mine), len(mine)), {k: Rate(p, n) for k, (p, n) in per_task.items()},
-            None if rung.reference or ref is None else pair_with_reference(mine, ref_outcome),
+            rung, Rate(sum(passed.values()), len(passed)), {k: Rate(p, n) for k, (p, n) in per_task.items()},
+            None if rung.reference or ref is None else pair_with_reference(passed, ref_units, per_sample),
             speeds.get(rung.model, Speed()), _median([t.total_tokens for t in mine]),
-            _median([t.reasoning_tokens for t in mine]), load_s, peak))
+            _median([t.reasoning_tokens for t in mine]), load_s, peak,
+            left_out=sum(t.failure_mode in NOT_THE_MODEL for t in mine)))
     return views
-
-
-def pair_with_reference(trials: list[_Trial], reference: dict[tuple[str, str, int], bool]) -> Paired:
-    """Count the rung's trials that have a reference trial of the same task, variant and sample;
-    a trial without its partner is left out, never counted as a failure."""
-    both = ref_only = rung_only = pairs = 0
-    for t in trials:
-        ref_passed = reference.get((t.task, t.variant, t.sample))
-        if ref_passed is None:
-            continue
-        pairs += 1
-        both += ref_passed and t.passed
-        ref_only += ref_passed and not t.passed
-        rung_only += t.passed and not ref_passed
-    return Paired(pairs, both, ref_only, rung_only)
 
 
 def pareto_front(views: list[RungView]) -> frozenset[str]:
@@ -270,18 +245,18 @@ def pareto_front(views: list[RungView]) -> frozenset[str]:
 
 # -- the sentence ---------------------------------------------------------------------------
 
-MIN_PAIRS = next(n for n in range(1, 64) if mcnemar_exact(n, 0) < ALPHA)  # 6 at the 5% level
-
-
 def verdict(views: list[RungView]) -> str:
     """The ladder's result in one sentence, decided by the first rule that applies.
+
+    Pairs and pass rates count units (trials, or task variants where samples are not independent
+    draws; see the module's docstring), and trials of infra, sandbox or verifier errors are none.
 
     1. No reference rung, or no other rung: there is nothing to compare, and it says so.
     2. No rung (the reference included) has a trial, or none passed a trial: task success cannot
        rank the rungs; the sentence ranks them by mean KL divergence instead (closest and
        farthest), or says none was measured.
-    3. No rung has a trial paired with a reference trial (same task, variant, sample): nothing can
-       be concluded about task success; KL as in 2.
+    3. No rung has a unit paired with a reference unit: nothing can be concluded about task
+       success; KL as in 2.
     4. No rung has enough pairs for McNemar's exact test to reach p < 0.05 even if every pair
        went against it (fewer than ``MIN_PAIRS``): says how many pairs and that nothing can be
        concluded; KL as in 2.
@@ -292,7 +267,10 @@ def verdict(views: list[RungView]) -> str:
        pairs, size ratio = reference file bytes / rung file bytes ("x smaller"; "x larger" below
        1) and speed ratio = rung decode tok/s / reference decode tok/s ("x faster"; "x slower"
        below 1), on the server's figures where both rungs have them, else on agenteval's own
-       where both have those (said so), else it says speed was not compared.
+       where both have those (said so), else it says speed was not compared. A winner served
+       from the reference's own file (same sha256, another K/V cache) is called "the reference
+       file with a q8_0 K/V cache": "same size", the speed ratio, and that every smaller rung
+       tested is significantly worse where one was.
     6. Otherwise every testable rung is significantly worse; the sentence names the best (the
        highest pass rate on its paired trials, then the highest p) beside the reference's rate
        on the same pairs.
@@ -306,31 +284,41 @@ def verdict(views: list[RungView]) -> str:
         return f"Only the reference, {ref.name}, was run: there is no rung to compare with it."
     kl = _kl_clause(ref, others)
     if not any(v.overall.trials for v in views):
+        if left_out := sum(v.left_out for v in views):
+            return (f"Every trial was left out ({left_out}: infra/sandbox/verifier errors), so task success "
+                    f"cannot rank the rungs; {kl}")
         return f"No trials were recorded, so task success cannot rank the rungs; {kl}"
     if not any(v.overall.passed for v in views):
         return f"No rung passed any trial, so task success cannot rank them; {kl}"
     paired = [(v, v.paired) for v in others if v.paired is not None and v.paired.pairs]
     if not paired:
-        return (f"No rung has a trial paired with one of {ref.name}'s (same task, variant and sample), "
+        per_sample = all(v.paired is None or v.paired.per_sample for v in others)
+        same = "task, variant and sample" if per_sample else "task and variant"
+        return (f"No rung has a trial paired with one of {ref.name}'s (same {same}), "
                 f"so nothing can be concluded about task success; {kl}")
     testable = [(v, p) for v, p in paired if p.testable]
     if not testable:
-        most = max(p.pairs for _, p in paired)
-        return (f"With at most {most} paired trial{'s' if most != 1 else ''} per rung against {ref.name}, "
+        most = max(paired, key=lambda vp: vp[1].pairs)[1]
+        return (f"With at most {most.pairs_text} per rung against {ref.name}, "
                 f"McNemar's exact test cannot show a difference at the 5% level (that takes at least "
                 f"{MIN_PAIRS}), so nothing can be concluded about task success; {kl}")
     fine = [(v, p) for v, p in testable if not p.worse]
     if fine:
         v, p = min(fine, key=lambda vp: (vp[0].rung.file_bytes, vp[0].rung.bits_per_weight, -vp[1].rung_rate,
                                          vp[0].rung.model))
-        how = "significantly better: " if p.better else ""
-        return (f"{v.name} is the smallest rung not significantly worse than {ref.name} "
-                f"({how}McNemar p = {_p(p.p_value)} on {p.pairs} paired trials): "
+        test = f"({'significantly better: ' if p.better else ''}McNemar p = {_p(p.p_value)} on {p.pairs_text})"
+        if v.rung.file_sha256 == ref.rung.file_sha256:
+            cache = f"a {v.rung.kv_cache}" if v.rung.kv_cache else "the default"
+            smaller = any(o.rung.file_bytes < v.rung.file_bytes for o, _ in testable)
+            return (f"The reference file with {cache} K/V cache ({v.name}) is not significantly worse than "
+                    f"{ref.name} {test}: same size, {_speed_ratio(v, ref)}"
+                    f"{'; every smaller rung tested is significantly worse' if smaller else ''}.")
+        return (f"{v.name} is the smallest rung not significantly worse than {ref.name} {test}: "
                 f"{_size_ratio(v, ref)}, {_speed_ratio(v, ref)}.")
     v, p = max(testable, key=lambda vp: (vp[1].rung_rate, vp[1].p_value or 0.0, vp[0].rung.file_bytes))
     who = "Every rung" if len(testable) == len(others) else "Every rung with enough paired trials to test"
     return (f"{who} is significantly worse than {ref.name} on these tasks; the best, {v.name}, passed "
-            f"{_pct(p.rung_rate)} of its {p.pairs} paired trials to {ref.name}'s {_pct(p.ref_rate)} "
+            f"{_pct(p.rung_rate)} of its {p.pairs_text} to {ref.name}'s {_pct(p.ref_rate)} "
             f"(McNemar p = {_p(p.p_value)}).")
 
 
@@ -374,15 +362,20 @@ def _speed_ratio(v: RungView, ref: RungView) -> str:
 
 # -- the charts -----------------------------------------------------------------------------
 
-def _charts(views: list[RungView], front: frozenset[str]) -> dict[str, Plot | None]:
+def _charts(views: list[RungView], front: frozenset[str], per_sample: bool) -> dict[str, Plot | None]:
     """Pass rate, decode speed and KL divergence against bits per weight; file size against pass rate."""
+    def rate_text(r: Rate) -> str:
+        i = r.interval
+        unit = "trials" if per_sample else "task variants"
+        return f"{_pct(r.rate)} [{_pct(i.low)}-{_pct(i.high)}] of {r.trials} {unit}"
+
     ran = [v for v in views if v.overall.trials]
     bpw = value_axis([v.rung.bits_per_weight for v in views], allow_log=False)
     fast = [v for v in views if v.speed.decode_tps]
     kl = [v for v in views if not v.rung.reference and v.rung.kl_mean is not None]
     not_ran = [v.name for v in views if not v.overall.trials]
     return {
-        "pass": scatter([_datum(v, v.rung.bits_per_weight, v.overall.rate, _rate_text(v.overall),
+        "pass": scatter([_datum(v, v.rung.bits_per_weight, v.overall.rate, rate_text(v.overall),
                                 v.overall.interval) for v in ran], bpw, RATE_AXIS, "bits per weight", "pass rate",
                         _pct, left_out=not_ran),
         "decode": scatter([_datum(v, v.rung.bits_per_weight, v.speed.decode_tps or 0.0,
@@ -395,16 +388,11 @@ def _charts(views: list[RungView], front: frozenset[str]) -> dict[str, Plot | No
                        for v in kl], bpw, value_axis([v.rung.kl_mean or 0.0 for v in kl]), "bits per weight",
                       "mean KL divergence", left_out=[v.name for v in views if not v.rung.reference and v not in kl]),
         "pareto": scatter([_datum(v, v.rung.file_bytes / 1e9, v.overall.rate,
-                                  f"{_rate_text(v.overall)}, {v.rung.file_bytes / 1e9:.2f} GB",
+                                  f"{rate_text(v.overall)}, {v.rung.file_bytes / 1e9:.2f} GB",
                                   highlight=v.rung.model in front) for v in ran],
                           value_axis([v.rung.file_bytes / 1e9 for v in ran], allow_log=False), RATE_AXIS,
                           "file size (GB)", "pass rate", _pct, connect=True, left_out=not_ran),
     }
-
-
-def _rate_text(r: Rate) -> str:
-    i = r.interval
-    return f"{_pct(r.rate)} [{_pct(i.low)}-{_pct(i.high)}] of {r.trials} trials"
 
 
 def _datum(v: RungView, x: float, y: float, what: str, interval: Interval | None = None,
@@ -421,4 +409,5 @@ def render_ladders(env: jinja2.Environment, ladders: list[Ladder], out_dir: Path
     """Each ladder's page at the site's root, beside index.html."""
     template = env.get_template("ladder.html.j2")
     for ladder in ladders:
-        write(out_dir / ladder.page, template.render(root="", ladder=ladder, MIN_PAIRS=MIN_PAIRS, **common))
+        write(out_dir / ladder.page, template.render(root="", ladder=ladder, MIN_PAIRS=MIN_PAIRS,
+                                                      PAIRING_TEXT=PAIRING_TEXT, **common))

@@ -367,7 +367,8 @@ def _ladder_trial(model: str, task: str, sample: int, passed: bool, start: Any) 
         trial_id="l" + hashlib.sha1(key.encode()).hexdigest()[:12], run_id="ladder-run", key=key, task=task,
         task_path=f"tasks/{task}", task_hash="abc", variant="v1", sample=sample, model=model, passed=passed,
         failure_mode=None if passed else FailureMode.verify_failed, started_at=start, finished_at=start,
-        duration_s=2.0, model_calls=[call], fingerprint=_fingerprint(model))
+        duration_s=2.0, model_calls=[call], fingerprint=_fingerprint(model).model_copy(
+            update={"model_info": {"sampling": {"temperature": 0.7, "seed": 0}, "sample_seeds": True}}))
 
 
 @pytest.fixture(scope="module")
@@ -386,7 +387,8 @@ def ladder_page(tmp_path_factory: pytest.TempPathFactory) -> Path:
                 provenance="reference (F16)" if model == "F16" else
                 "requantized from Q8_0" if requantized else "quantized from F16", requantized=requantized,
                 source="tiny-f16.gguf", source_quant="F16", source_sha256="ab" * 32, path=f"{model}.gguf",
-                file_bytes=int(gb * 1e9), file_sha256="cd" * 32, params=8_000_000_000, bits_per_weight=bpw,
+                file_bytes=int(gb * 1e9), file_sha256=hashlib.sha256(model.split("@")[0].encode()).hexdigest(),
+                params=8_000_000_000, bits_per_weight=bpw,
                 quantize_s=None if model == "F16" else 30.0, kl_mean=kl, top1_agreement=None if kl is None else 1 - kl,
                 kl_tokens=None if kl is None else 4096, kl_error=HOSTILE if model == "Q2_K" else None))
             store.commit_serving(ServingRecord(run_id="ladder-run", model=model, started_at=start, stopped_at=start,

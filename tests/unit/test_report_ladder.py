@@ -3,6 +3,7 @@ behind McNemar's test, the Pareto front, "-" for what was not measured, and host
 
 from __future__ import annotations
 
+import hashlib
 import re
 from datetime import timedelta
 from pathlib import Path
@@ -14,13 +15,17 @@ from agenteval.records import (
     FailureMode, Fingerprint, ModelCall, RungRecord, RunRecord, ServingRecord, TrialRecord, utcnow,
 )
 from agenteval.report import render_report
-from agenteval.report.ladder import MIN_PAIRS, load_ladder, load_ladders
+from agenteval.report.ladder import load_ladder, load_ladders
+from agenteval.report.ladder_pairs import MIN_PAIRS
 from agenteval.store import Store
 
 HOSTILE = '<script>window.__pwned=1</script><img src=x onerror="alert(2)">'
 TASKS = ("folder", "translate")
 VARIANTS = ("v1", "v2")
 GB = 10**9
+# how ``agenteval ladder`` serves rungs at temperature > 0: sample i is sent seed i on every rung
+SEEDED: dict[str, Any] = {"sampling": {"temperature": 0.7, "seed": 0}, "sample_seeds": True}
+GREEDY: dict[str, Any] = {"sampling": {"temperature": 0.0, "seed": 0}, "sample_seeds": True}
 # label -> (quant, bits per weight, file bytes)
 RUNGS = {"F16": ("F16", 16.0, 16 * GB), "Q8_0": ("Q8_0", 8.5, 8 * GB), "Q4_K_M": ("Q4_K_M", 4.9, 5 * GB),
          "Q2_K": ("Q2_K", 2.6, 3 * GB)}
@@ -32,13 +37,15 @@ def rung(run_id: str, model: str, **extra: Any) -> RungRecord:
         run_id=run_id, model=model, quant=quant, reference=model == "F16",
         provenance="reference (F16)" if model == "F16" else "quantized from F16", source="m-f16.gguf",
         source_quant="F16", source_sha256="ab" * 32, path=f"/cache/{model}.gguf", file_bytes=size,
-        file_sha256="cd" * 32, params=8 * GB, bits_per_weight=bpw, quantize_s=None if model == "F16" else 42.0)
+        file_sha256=hashlib.sha256(model.encode()).hexdigest(), params=8 * GB, bits_per_weight=bpw,
+        quantize_s=None if model == "F16" else 42.0)
     data.update(extra)
     return RungRecord.model_validate(data)
 
 
 def trial(run_id: str, model: str, task: str, variant: str, sample: int, passed: bool,
-          timings: dict[str, Any] | None = None, own_tps: float | None = 10.0) -> TrialRecord:
+          timings: dict[str, Any] | None = None, own_tps: float | None = 10.0,
+          model_info: dict[str, Any] | None = None, failure: FailureMode | None = None) -> TrialRecord:
     now = utcnow() + timedelta(seconds=sample)
     key = f"{task}/{variant}/{model}/{sample}"
     call = ModelCall(model=model, prompt_tokens=100, completion_tokens=50, reasoning_tokens=20, ttft_s=0.25,
@@ -46,9 +53,10 @@ def trial(run_id: str, model: str, task: str, variant: str, sample: int, passed:
     return TrialRecord(
         trial_id=f"{run_id}-{key}".replace("/", "-"), run_id=run_id, key=key, task=task, task_path=f"tasks/{task}",
         task_hash="h", variant=variant, sample=sample, model=model, passed=passed,
-        failure_mode=None if passed else FailureMode.verify_failed, started_at=now, finished_at=now, duration_s=3.0,
-        model_calls=[call],
-        fingerprint=Fingerprint(agenteval_version="0", host="h", platform="p", model=model, provider="openai"))
+        failure_mode=None if passed else failure or FailureMode.verify_failed, started_at=now, finished_at=now,
+        duration_s=3.0, model_calls=[call],
+        fingerprint=Fingerprint(agenteval_version="0", host="h", platform="p", model=model, provider="openai",
+                                model_info=SEEDED if model_info is None else model_info))
 
 
 def server(decode: float) -> dict[str, Any]:
@@ -59,7 +67,7 @@ def server(decode: float) -> dict[str, Any]:
 
 def build(tmp_path: Path, passes: dict[str, int], run_id: str = "lad", samples: int = 5,
           rungs: list[RungRecord] | None = None, decode: dict[str, float] | None = None,
-          db: Path | None = None) -> Path:
+          db: Path | None = None, model_info: dict[str, Any] | None = None) -> Path:
     """A ladder run: each rung passes its first ``passes[model]`` trials (in task, variant, sample
     order) of len(TASKS) x len(VARIANTS) x samples."""
     db = db or tmp_path / "db.duckdb"
@@ -73,7 +81,7 @@ def build(tmp_path: Path, passes: dict[str, int], run_id: str = "lad", samples: 
         records = []
         for model, n in passes.items():
             cells = [(t, v, s) for t in TASKS for v in VARIANTS for s in range(samples)]
-            records += [trial(run_id, model, t, v, s, i < n, server(decode.get(model, 10.0)))
+            records += [trial(run_id, model, t, v, s, i < n, server(decode.get(model, 10.0)), model_info=model_info)
                         for i, (t, v, s) in enumerate(cells)]
         store.commit_trials(records)
     return db
@@ -290,3 +298,129 @@ def test_speed_ratio_compares_like_with_like(tmp_path: Path) -> None:
                             + [trial("lad", "Q8_0", "a", "v", s, True, None, own_tps=20.0) for s in range(6)])
     assert sentence(db) == ("Q8_0 is the smallest rung not significantly worse than F16 (McNemar p = 1 on 6 paired "
                             "trials): 2.0x smaller, 2.0x slower by agenteval's own decode timing.")
+
+
+def variants(model: str, passed: list[list[bool]], model_info: dict[str, Any],
+             failures: dict[tuple[int, int], FailureMode] | None = None) -> list[TrialRecord]:
+    """Trials of one task "a": variant v<i> has one sample per entry of ``passed[i]``;
+    ``failures[(i, s)]`` says why a failing sample failed."""
+    return [trial("lad", model, "a", f"v{i}", s, ok, model_info=model_info, failure=(failures or {}).get((i, s)))
+            for i, samples in enumerate(passed) for s, ok in enumerate(samples)]
+
+
+def ladder_of(tmp_path: Path, records: list[TrialRecord], rungs: list[RungRecord] | None = None) -> Path:
+    db = tmp_path / "db.duckdb"
+    rungs = rungs or [rung("lad", "F16"), rung("lad", "Q8_0")]
+    with Store(db) as store:
+        store.save_run(RunRecord(run_id="lad", started_at=utcnow(), agenteval_version="0",
+                                 models=[r.model for r in rungs], tasks=["a"], samples=3, concurrency=1))
+        for r in rungs:
+            store.save_rung(r)
+        store.commit_trials(records)
+    return db
+
+
+NOT_WORSE = "Q8_0 is the smallest rung not significantly worse than F16 (McNemar p = 1 on 8 paired task variants)"
+PER_VARIANT = "one pair per task variant"
+
+
+@pytest.mark.parametrize("model_info, per_sample, why", [
+    (SEEDED, True, "one pair per sample: each sample has its own seed, the same on every rung"),
+    (GREEDY, False, f"{PER_VARIANT}: greedy decoding repeats one outcome across samples"),
+    ({"sampling": {"temperature": 0.0}}, False, f"{PER_VARIANT}: greedy decoding repeats one outcome across samples"),
+    ({}, False, f"{PER_VARIANT}: the sampling temperature was not recorded"),
+    ({"sampling": {"temperature": 0.7, "seed": 0}}, False,
+     f"{PER_VARIANT}: the samples at temperature &gt; 0 were not each sent a seed of their own"),
+])
+def test_samples_pair_one_by_one_only_when_each_has_its_own_seed(
+        tmp_path: Path, model_info: dict[str, Any], per_sample: bool, why: str) -> None:
+    # 8 variants of 3 samples: the reference passes all 24; the rung 2 of 3 in every variant
+    db = ladder_of(tmp_path, variants("F16", [[True] * 3] * 8, model_info)
+                   + variants("Q8_0", [[True, True, False]] * 8, model_info))
+    with Store(db, read_only=True) as store:
+        ladder = load_ladder(store, "lad")
+    q8 = ladder.rungs[1]
+    assert q8.paired is not None
+    if per_sample:  # 8 independent discordant pairs of 24
+        assert (q8.paired.pairs, q8.paired.ref_only, q8.overall.passed, q8.overall.trials) == (24, 8, 16, 24)
+        assert ladder.sentence.startswith("Every rung is significantly worse than F16")
+    else:  # each variant passed by the majority of its samples: 8 concordant pairs
+        assert (q8.paired.pairs, q8.paired.ref_only, q8.overall.passed, q8.overall.trials) == (8, 0, 8, 8)
+        assert ladder.sentence.startswith(NOT_WORSE)
+    page = (render(db, tmp_path) / "ladder.html").read_text()
+    assert why in page.split('id="ladder-pairing"', 1)[1].split("</p>", 1)[0]
+    assert f'<th class="num">paired {"trials" if per_sample else "task variants"}</th>' in page
+
+
+def test_a_tied_majority_counts_as_a_failure(tmp_path: Path) -> None:
+    db = ladder_of(tmp_path, variants("F16", [[True, True]] * 8, GREEDY)
+                   + variants("Q8_0", [[True, False]] * 8, GREEDY))
+    assert sentence(db) == ("Every rung is significantly worse than F16 on these tasks; the best, Q8_0, passed 0% of "
+                            "its 8 paired task variants to F16's 100% (McNemar p = 0.0078).")
+
+
+def test_greedy_replicates_are_too_few_pairs(tmp_path: Path) -> None:
+    # 20 greedy trials per rung are 4 task variants: no test can reach p < 0.05
+    db = build(tmp_path, {"F16": 20, "Q2_K": 0}, model_info=GREEDY)
+    assert sentence(db).startswith("With at most 4 paired task variants per rung against F16, McNemar's exact test "
+                                   "cannot show a difference at the 5% level")
+    page = (render(db, tmp_path) / "ladder.html").read_text()
+    assert row(page, "ladder-success", "Q2_K")[1].endswith("0/4") and row(page, "ladder-success", "Q2_K")[2] == "4"
+
+
+def test_infrastructure_failures_are_left_out_of_pairs_and_pass_rates(tmp_path: Path) -> None:
+    failures = {(0, 6): FailureMode.infra_error, (0, 7): FailureMode.sandbox_error}
+    db = ladder_of(tmp_path, variants("F16", [[True] * 7 + [False]], SEEDED, {(0, 7): FailureMode.verify_error})
+                   + variants("Q8_0", [[True] * 6 + [False, False]], SEEDED, failures))
+    with Store(db, read_only=True) as store:
+        ladder = load_ladder(store, "lad")
+    f16, q8 = ladder.rungs
+    assert (f16.overall.passed, f16.overall.trials, f16.left_out) == (7, 7, 1)
+    assert (q8.overall.passed, q8.overall.trials, q8.left_out) == (6, 6, 2)
+    assert q8.paired is not None and (q8.paired.pairs, q8.paired.both, q8.paired.ref_only) == (6, 6, 0)
+    page = (render(db, tmp_path) / "ladder.html").read_text()
+    assert "2 trials left out: infra/sandbox/verifier errors" in row(page, "ladder-success", "Q8_0")[1]
+    assert "1 trial left out: infra/sandbox/verifier errors" in row(page, "ladder-success", "F16")[1]
+
+
+def test_header_names_the_quantizer_imatrix_and_method_of_the_quantized_rungs(tmp_path: Path) -> None:
+    method = "llama-perplexity --kl-divergence"
+    rungs = [rung("lad", "F16", kl_method="reference", kl_mean=0.0, kl_text_origin="the tasks' prompts"),
+             rung("lad", "Q8_0", quantizer="llama-quantize b5000", kl_method=method, kl_mean=0.001,
+                  kl_text_origin="the tasks' prompts"),
+             rung("lad", "Q4_K_M", quantizer="llama-quantize b5000", imatrix_sha256="ef" * 32, kl_method=method,
+                  kl_mean=0.02, kl_text_origin="the tasks' prompts"),
+             rung("lad", "Q2_K", quantizer="llama-quantize b5001", kl_error="crashed", kl_method=None)]
+    db = build(tmp_path, {"F16": 20, "Q8_0": 20, "Q4_K_M": 18, "Q2_K": 0}, rungs=rungs)
+    page = (render(db, tmp_path) / "ladder.html").read_text()
+    header = page.split("<h1>", 1)[1].split('id="ladder-verdict"', 1)[0]
+    assert "quantized with llama-quantize b5000 (Q8_0, Q4_K_M), llama-quantize b5001 (Q2_K)" in header
+    assert "importance matrix <code>efefefefefefefef</code> (Q4_K_M), none (Q8_0, Q2_K)" in header
+    kl = page.split('id="ladder-kl"', 1)[1].split("<h2>", 1)[0]
+    assert f"by {method}." in kl and "by reference" not in kl
+
+    plain = [rung("lad", "F16", kl_method="reference"), rung("lad", "Q8_0", quantizer="llama-quantize b5000")]
+    db = build(tmp_path / "plain", {"F16": 20, "Q8_0": 20}, rungs=plain)
+    page = (render(db, tmp_path / "plain") / "ladder.html").read_text()
+    header = page.split("<h1>", 1)[1].split('id="ladder-verdict"', 1)[0]
+    assert "quantized with llama-quantize b5000 &middot; importance matrix none &middot;" in header
+    assert "by reference" not in page
+
+
+def test_a_kv_cache_rung_of_the_reference_file_is_not_called_smaller(tmp_path: Path) -> None:
+    f16 = rung("lad", "F16")
+    kv = rung("lad", "F16@kv=q8_0", quant="F16", kv_cache="q8_0", bits_per_weight=16.0, file_bytes=16 * GB,
+              file_sha256=f16.file_sha256, provenance="reference (F16), K/V cache q8_0", quantize_s=None)
+    db = build(tmp_path, {"F16": 20, "F16@kv=q8_0": 20, "Q2_K": 0}, rungs=[f16, kv, rung("lad", "Q2_K")],
+               decode={"F16": 20.0, "F16@kv=q8_0": 24.0, "Q2_K": 70.0})
+    assert sentence(db) == ("The reference file with a q8_0 K/V cache (F16@kv=q8_0) is not significantly worse than "
+                            "F16 (McNemar p = 1 on 20 paired trials): same size, 1.2x faster; every smaller rung "
+                            "tested is significantly worse.")
+
+
+def test_a_ladder_of_only_infrastructure_failures_says_so(tmp_path: Path) -> None:
+    broken = {(0, s): FailureMode.infra_error for s in range(2)}
+    db = ladder_of(tmp_path, variants("F16", [[False, False]], SEEDED, broken)
+                   + variants("Q8_0", [[False, False]], SEEDED, broken))
+    assert sentence(db) == ("Every trial was left out (4: infra/sandbox/verifier errors), so task success cannot "
+                            "rank the rungs; no KL divergence was measured either.")

@@ -233,3 +233,35 @@ def test_unknown_token_counts_show_as_unknown_and_every_image_is_named(tmp_path:
     assert card.images["mute"] == ["agenteval/pygame:bbb", "agenteval/python:aaa"]
     html = index.read_text()
     assert "<code>agenteval/pygame:bbb</code>" in html and "<code>agenteval/python:aaa</code>" in html
+
+
+def test_a_requantized_model_is_named_with_its_provenance(tmp_path: Path) -> None:
+    def made(model: str, provenance: str, sample: int) -> TrialRecord:
+        fingerprint = Fingerprint(agenteval_version="0", host="h", platform="p", model=model, provider="openai",
+                                  model_info={"server": "llama.cpp", "provenance": provenance})
+        return record("r1", model, "folder", "v1", sample, True, fingerprint=fingerprint)
+
+    note = ' <span class="warn">(requantized from Q4_1, K/V cache q8_0)</span>'
+    db = build(tmp_path, [made("Q4_K_M", "requantized from Q4_1, K/V cache q8_0", 0),
+                          made("Q8_0", "quantized from F16", 0), made("F16", "reference (F16)", 0)])
+    with Store(db, read_only=True) as store:
+        card = load_scorecard(store, ["r1"])
+        index = render_report(store, ["r1"], tmp_path / "site")
+    assert card.provenance == {"Q4_K_M": "requantized from Q4_1, K/V cache q8_0"}
+    html = index.read_text()
+    assert f"<th>Q4_K_M{note}</th>" in html  # the leaderboard, and the speed and fingerprint tables
+    assert html.count(note) >= 3 and "(quantized from F16)" not in html and "(reference (F16))" not in html
+    task = next((index.parent / "tasks").glob("folder-*.html")).read_text()
+    assert f"<th>Q4_K_M{note}</th>" in task and "<th>Q8_0</th>" in task
+
+
+def test_trial_and_pair_pages_name_a_requantized_model_with_its_provenance(tmp_path: Path) -> None:
+    fingerprint = Fingerprint(agenteval_version="0", host="h", platform="p", model="Q4_K_M", provider="openai",
+                              model_info={"provenance": "requantized from Q4_1"})
+    db = build(tmp_path, [record("r1", "Q4_K_M", "folder", "v1", 0, True, fingerprint=fingerprint)])
+    with Store(db, read_only=True) as store:
+        index = render_report(store, ["r1"], tmp_path / "site")
+    note = 'Q4_K_M <span class="warn">(requantized from Q4_1)</span>'
+    assert note in (index.parent / "trials" / "r1-Q4_K_M-folder-v1-0.html").read_text()
+    pairs = list((index.parent / "pairs").glob("*Q4_K_M*.html"))
+    assert len(pairs) == 3 and all(note in p.read_text() for p in pairs)  # against fast, slow and oracle
