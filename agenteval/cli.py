@@ -104,16 +104,10 @@ def run(
     """Run every model on every task variant and sample (a folder of task folders: each), then write the report."""
     from agenteval.config import load_config
     from agenteval.runner import RunOptions, execute_run
-    from agenteval.runner.run import Budgets
+    from agenteval.runner.run import budgets_from_flags
 
     defaults = _guard(lambda: load_config(config)).run
-    budgets: Budgets = {}
-    if max_steps is not None:
-        budgets["max_steps"] = max_steps
-    if max_tokens is not None:
-        budgets["max_total_tokens"] = max_tokens
-    if agent_timeout is not None:
-        budgets["timeout_sec"] = agent_timeout
+    budgets = budgets_from_flags(max_steps, max_tokens, agent_timeout)
     opts = RunOptions(task_paths=list(paths or []), models=list(model), samples=samples or defaults.samples,
                       concurrency=concurrency or defaults.concurrency, variants=list(variant),
                       db=db or (Path(defaults.db) if defaults.db else DEFAULT_DB),

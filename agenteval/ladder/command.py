@@ -66,7 +66,7 @@ def ladder(
     from agenteval.cli import _guard, _print_summary, _Progress, console, err_console
     from agenteval.errors import InterruptedRunError
     from agenteval.ladder.run import LadderOptions, run_ladder
-    from agenteval.runner.run import Budgets
+    from agenteval.runner.run import budgets_from_flags
 
     if resume and (source or paths or quants):
         err_console.print("[red]error:[/red] --resume takes the source, rungs and tasks of the ladder it resumes")
@@ -81,13 +81,7 @@ def ladder(
     if chat_template not in (None, "chatml"):
         err_console.print(f"[red]error:[/red] --chat-template {chat_template!r}: only chatml is known", markup=False)
         raise typer.Exit(2)
-    budgets: Budgets = {}
-    if max_steps is not None:
-        budgets["max_steps"] = max_steps
-    if max_tokens is not None:
-        budgets["max_total_tokens"] = max_tokens
-    if agent_timeout is not None:
-        budgets["timeout_sec"] = agent_timeout
+    budgets = budgets_from_flags(max_steps, max_tokens, agent_timeout)
     opts = LadderOptions(source=source or Path(), quants=_split(quants), task_paths=list(paths or []), samples=samples,
                          variants=list(variant), kv_caches=_split(kv_cache), engine=engine,  # type: ignore[arg-type]
                          context=context, temperature=temperature, server_args=list(server_arg),

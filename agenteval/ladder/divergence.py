@@ -150,21 +150,10 @@ def too_short(tokens: int, preferred: int, fewer: bool = False) -> BadInputError
 
 
 def find_perplexity_tool() -> Path | None:
-    """``$AGENTEVAL_LLAMA_PERPLEXITY`` (the binary or its folder), else llama-perplexity on
-    PATH, else beside the llama-server agenteval uses, else in the llama-server build cache."""
-    explicit = os.environ.get(ENV_TOOL)
-    if explicit:
-        path = Path(explicit)
-        return path / TOOL if path.is_dir() else path
-    on_path = shutil.which(TOOL)
-    if on_path:
-        return Path(on_path)
-    from agenteval.models.engines.llama_server import build_cache_dir, find_binary
+    """``$AGENTEVAL_LLAMA_PERPLEXITY``, PATH, beside llama-server, or its build cache."""
+    from agenteval.models.engines.llama_server import find_llama_tool
 
-    server = find_binary()
-    beside = [server.parent / TOOL] if server else []
-    builds = sorted(build_cache_dir().glob(f"*/{TOOL}"), key=lambda p: p.stat().st_mtime, reverse=True)
-    return next((b for b in [*beside, *builds] if b.is_file() and os.access(b, os.X_OK)), None)
+    return find_llama_tool(TOOL, ENV_TOOL)
 
 
 # ---- llama-perplexity's output -------------------------------------------------------------

@@ -139,21 +139,10 @@ def rung_path(cache_dir: Path, source_sha256: str, quant: str, imatrix_sha256: s
 
 
 def find_quantizer() -> Path | None:
-    """$AGENTEVAL_LLAMA_QUANTIZE (binary or folder; returned even if broken, so the user hears
-    about it), else llama-quantize on PATH, else beside llama-server or in its build cache."""
-    from agenteval.models.engines.llama_server import build_cache_dir, find_binary
+    """``$AGENTEVAL_LLAMA_QUANTIZE``, PATH, beside llama-server, or its build cache."""
+    from agenteval.models.engines.llama_server import find_llama_tool
 
-    explicit = os.environ.get(ENV_QUANTIZE)
-    if explicit:
-        path = Path(explicit)
-        return path / "llama-quantize" if path.is_dir() else path
-    on_path = shutil.which("llama-quantize")
-    if on_path:
-        return Path(on_path)
-    server = find_binary()
-    builds = sorted(build_cache_dir().glob("*/llama-quantize"), key=lambda p: p.stat().st_mtime, reverse=True)
-    candidates = ([server.parent / "llama-quantize"] if server else []) + builds
-    return next((c for c in candidates if c.is_file() and os.access(c, os.X_OK)), None)
+    return find_llama_tool("llama-quantize", ENV_QUANTIZE)
 
 
 def read_source(path: Path) -> SourceModel:

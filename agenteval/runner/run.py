@@ -41,6 +41,18 @@ class Budgets(TypedDict, total=False):
     timeout_sec: float
 
 
+def budgets_from_flags(max_steps: int | None, max_tokens: int | None, timeout_sec: float | None) -> Budgets:
+    """The budgets the command line gave (--max-steps, --max-tokens, --agent-timeout)."""
+    budgets: Budgets = {}
+    if max_steps is not None:
+        budgets["max_steps"] = max_steps
+    if max_tokens is not None:
+        budgets["max_total_tokens"] = max_tokens
+    if timeout_sec is not None:
+        budgets["timeout_sec"] = timeout_sec
+    return budgets
+
+
 class StoredOptions(TypedDict):
     """RunOptions as recorded in runs.config, what --resume reads back."""
 

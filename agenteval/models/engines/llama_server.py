@@ -32,15 +32,24 @@ def build_cache_dir() -> Path:
 
 
 def find_binary() -> Path | None:
-    explicit = os.environ.get(ENV_BINARY)
+    return find_llama_tool("llama-server", ENV_BINARY)
+
+
+def find_llama_tool(name: str, env: str) -> Path | None:
+    """One of llama.cpp's programs: ``$env`` (the binary or its folder; returned even if broken,
+    so the user hears about it), else ``name`` on PATH, else beside the llama-server agenteval
+    uses, else the newest build in ``.ci/llama-server.sh``'s cache."""
+    explicit = os.environ.get(env)
     if explicit:
         path = Path(explicit)
-        return path / "llama-server" if path.is_dir() else path
-    on_path = shutil.which("llama-server")
+        return path / name if path.is_dir() else path
+    on_path = shutil.which(name)
     if on_path:
         return Path(on_path)
-    builds = sorted(build_cache_dir().glob("*/llama-server"), key=lambda p: p.stat().st_mtime, reverse=True)
-    return next((b for b in builds if os.access(b, os.X_OK)), None)
+    server = find_binary() if name != "llama-server" else None
+    beside = [server.parent / name] if server else []
+    builds = sorted(build_cache_dir().glob(f"*/{name}"), key=lambda p: p.stat().st_mtime, reverse=True)
+    return next((b for b in [*beside, *builds] if b.is_file() and os.access(b, os.X_OK)), None)
 
 
 class LlamaServer(ManagedServer):
