@@ -272,7 +272,8 @@ class RungRecord(BaseModel):
     perplexity: float | None = None
     reference_perplexity: float | None = None
     kl_method: str | None = None
-    kl_s: float | None = Field(default=None, description="Seconds the divergence measurement of this rung took.")
+    kl_s: float | None = Field(default=None, description="Seconds the divergence measurement of this rung took "
+                               "(the reference: its logits pass; 0 when reused).")
     kl_text_sha256: str | None = None
     kl_text_origin: str | None = None
     kl_error: str | None = Field(default=None, description="Why the divergence could not be measured, if so.")

@@ -284,6 +284,7 @@ class DivergenceMeter:
                                 "'agenteval[llamacpp]'")
         self.method: Method = "llama-perplexity" if self.tool is not None else "llama-cpp-python"
         self._ref: ReferenceLogits | None = None
+        self.reference_s = 0.0  # seconds this meter spent on the reference's logits (0: reused)
         # what the reference logits are made from; its hash names every file this meter writes,
         # so ladders of other texts or references never read each other's logs
         self._identity = {**reference_identity(self.reference, self.text, self.context, self.method),
@@ -336,6 +337,7 @@ class DivergenceMeter:
             start = time.monotonic()
             ref = self._make(self.work_dir / f"reference-{key}.logits")
             seconds = time.monotonic() - start
+            self.reference_s = round(seconds, 3)
             write_sidecar(sidecar, identity, ref, seconds)
         self.log(f"divergence: reference logits of {self.reference.name} over {self.text.origin}: {ref.chunks} "
                  f"chunks of {ref.context} tokens, {ref.tokens} positions scored, "

@@ -236,23 +236,25 @@ def _bpw(summary: _Summary) -> float:
 
 def _read_summary(path: Path) -> _Summary:
     """Type, weight count and tensor bytes of a GGUF, from its header (the data stays on disk)."""
+    from agenteval.models.gguf_header import read_header
+
     try:
-        import gguf
+        from gguf.constants import GGMLQuantizationType
     except ImportError as e:
         raise BadInputError(f"reading GGUF files needs the serve extra: pip install 'agenteval[serve]' ({e})") from None
-    try:
-        reader = gguf.GGUFReader(str(path))
-    except (ValueError, IndexError, OSError) as e:
-        raise BadInputError(f"{path} is not a readable GGUF file ({e})") from None
-    field = reader.fields.get("general.file_type")
-    file_type = field.contents() if field is not None else None
+    header = read_header(path)
+    file_type = header.fields.get("general.file_type")
     counts: dict[str, int] = {}
-    for t in reader.tensors:
+    for t in header.tensors:
         if len(t.shape) > 1:
-            counts[t.tensor_type.name] = counts.get(t.tensor_type.name, 0) + 1
-    quant = ftype_name(file_type) if isinstance(file_type, int) else _guess_quant(counts)
-    return _Summary(quant=quant, params=sum(int(t.n_elements) for t in reader.tensors),
-                    tensor_bytes=sum(int(t.n_bytes) for t in reader.tensors))
+            name = GGMLQuantizationType(t.ggml_type).name
+            counts[name] = counts.get(name, 0) + 1
+    if isinstance(file_type, int) and not isinstance(file_type, bool):
+        quant = ftype_name(file_type)
+    else:
+        quant = _guess_quant(counts)
+    return _Summary(quant=quant, params=sum(t.n_elements for t in header.tensors),
+                    tensor_bytes=sum(header.tensor_bytes(t) for t in header.tensors))
 
 
 def _guess_quant(matrix_types: dict[str, int]) -> str:

@@ -307,7 +307,7 @@ def _record_rungs(store: Store, run_id: str, rungs: list[Rung], source: SourceMo
         text = {"kl_text_sha256": meter.text.sha256, "kl_text_origin": meter.text.origin}
         if rung.is_reference:
             store.save_rung(record.model_copy(update={"kl_mean": 0.0, "top1_agreement": 1.0, "kl_method": "reference",
-                                                      **text}))
+                                                      "kl_s": meter.reference_s, **text}))
             continue
         try:
             log(f"{rung.label}: measuring divergence from {source.quant} over {meter.text.origin}")

@@ -151,31 +151,26 @@ def gguf_info(path: Path) -> dict[str, object]:
     the fingerprint (``chat_template_sha256`` is absent when the file carries no template)."""
     import hashlib
 
-    import gguf
+    from agenteval.models.gguf_header import read_header
 
-    reader = gguf.GGUFReader(str(path))
+    fields = read_header(path).fields
     info: dict[str, object] = {}
-
-    def value(key: str) -> object:
-        field = reader.fields.get(key)
-        return None if field is None else field.contents()
-
-    arch = value("general.architecture")
+    arch = fields.get("general.architecture")
     if arch is not None:
         info["architecture"] = arch
-        context = value(f"{arch}.context_length")
+        context = fields.get(f"{arch}.context_length")
         if context is not None:
             info["context_length"] = context
-    file_type = value("general.file_type")
-    if isinstance(file_type, int):
+    file_type = fields.get("general.file_type")
+    if isinstance(file_type, int) and not isinstance(file_type, bool):
         info["quantization"] = ftype_name(file_type)
-    template = value("tokenizer.chat_template")
+    template = fields.get("tokenizer.chat_template")
     if template is not None:
         info["chat_template_sha256"] = hashlib.sha256(str(template).encode()).hexdigest()[:16]
     return info
 
 
 def has_chat_template(path: Path) -> bool:
-    import gguf
+    from agenteval.models.gguf_header import read_header
 
-    return "tokenizer.chat_template" in gguf.GGUFReader(str(path)).fields
+    return read_header(path).has("tokenizer.chat_template")

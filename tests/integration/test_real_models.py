@@ -265,3 +265,19 @@ def test_builtin_gemma3_on_llama_server_gets_chatml_and_loops_are_stopped(real_m
     assert (info["server"], info["quantization"]) == ("llama-server", "Q4_K_M")
     assert info["chat_template"] == "chatml (agenteval.toml chat_template)" and info["chat_template_fallback"] is False
     assert info["file_sha256"] == DOWNLOADS["gemma3"].sha256[:16]
+
+
+def test_the_header_reader_agrees_with_the_gguf_package_on_real_models(real_models: Path) -> None:
+    """SmolLM2 (49k-token vocabulary) and Gemma 3 (262k): the fingerprint's facts from the header
+    reader, the same as the gguf package's full reader gives, in a small part of its time."""
+    import gguf
+
+    from agenteval.models.gguf_header import read_header
+
+    for spec in DOWNLOADS.values():
+        path = real_models / spec.file
+        header, reader = read_header(path), gguf.GGUFReader(str(path))
+        assert {k: v for k, v in header.fields.items()} == {k: reader.fields[k].contents() for k in header.fields}
+        assert header.arrays == {k: len(reader.fields[k].data) for k in header.arrays}
+        assert [(t.name, t.n_elements, header.tensor_bytes(t)) for t in header.tensors] == \
+            [(t.name, int(t.n_elements), int(t.n_bytes)) for t in reader.tensors]
