@@ -21,6 +21,7 @@ from agenteval.paths import DEFAULT_DB, REPORTS_DIR, run_dir
 
 if TYPE_CHECKING:
     from agenteval.records import TrialRecord
+    from agenteval.runner.run import RunResult
     from agenteval.store import Store
 
 console = Console()
@@ -124,20 +125,27 @@ def run(
     progress = _Progress()
     with progress:
         result = _guard(lambda: execute_run(opts, observer=progress, log=progress.log))
-    _print_summary(result.records)
-    if result.report:
-        console.print(f"report: {result.report}")
-    if result.interrupted:
-        err_console.print(f"[yellow]interrupted[/yellow]: {len(result.records)} trials recorded; "
-                          f"resume with: agenteval run --resume {result.run.run_id}")
-        raise typer.Exit(130)
-    console.print(f"run {result.run.run_id}: {sum(r.passed for r in result.records)}/{len(result.records)} passed")
+    print_run_end(result, "run", result.report)
     if fail_under is not None:
         low = {m: rate for m, rate in pass_rates(result.records).items() if rate < fail_under}
         if low:
             err_console.print("pass rate under " + f"{fail_under:g}: " +
                               ", ".join(f"{m} {rate:.2f}" for m, rate in sorted(low.items())), markup=False)
             raise typer.Exit(1)
+
+
+def print_run_end(result: "RunResult", command: str, report: Path | None) -> None:
+    """What a command that ran trials prints last: the table, the report, and how to resume an
+    interrupted run (exit 130); ``command`` is ``run`` or ``ladder``."""
+    _print_summary(result.records)
+    if report:
+        console.print(f"report: {report}")
+    if result.interrupted:
+        err_console.print(f"[yellow]interrupted[/yellow]: {len(result.records)} trials recorded; "
+                          f"resume with: agenteval {command} --resume {result.run.run_id}")
+        raise typer.Exit(130)
+    console.print(f"{command} {result.run.run_id}: {sum(r.passed for r in result.records)}/{len(result.records)} "
+                  "passed")
 
 
 def pass_rates(records: list["TrialRecord"]) -> dict[str, float]:

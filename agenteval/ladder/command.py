@@ -63,7 +63,7 @@ def ladder(
     """One model, every quant: make each rung, measure its divergence from the source, run it on the tasks."""
     from rich.markup import escape
 
-    from agenteval.cli import _guard, _print_summary, _Progress, console, err_console
+    from agenteval.cli import _guard, _Progress, console, err_console, print_run_end
     from agenteval.errors import InterruptedRunError
     from agenteval.ladder.run import LadderOptions, run_ladder
     from agenteval.runner.run import budgets_from_flags
@@ -97,15 +97,8 @@ def ladder(
         err_console.print(f"[yellow]interrupted[/yellow]: {escape(str(e))}", highlight=False)
         raise typer.Exit(e.exit_code) from None
     run = result.run
-    _print_summary(run.records)
     for rung in result.rungs:
         kl = "-" if rung.kl_mean is None else f"{rung.kl_mean:.4g}"
         console.print(f"{rung.model}: {rung.provenance}, {rung.bits_per_weight:.2f} bpw, "
                       f"{rung.file_bytes / 2**20:.1f} MiB, KL {kl}", markup=False, highlight=False)
-    if run.report:
-        console.print(f"report: {run.report.parent / 'ladder.html'}")
-    if run.interrupted:
-        err_console.print(f"[yellow]interrupted[/yellow]: {len(run.records)} trials recorded; "
-                          f"resume with: agenteval ladder --resume {run.run.run_id}")
-        raise typer.Exit(130)
-    console.print(f"ladder {run.run.run_id}: {sum(r.passed for r in run.records)}/{len(run.records)} passed")
+    print_run_end(run, "ladder", run.report.parent / "ladder.html" if run.report else None)
