@@ -6,12 +6,20 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, NoReturn
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+def missing(reason: str, env: str = "AGENTEVAL_REQUIRE_SERVERS") -> NoReturn:
+    """A part the test needs is not here: skip with the reason, or fail where ``env`` is 1 (CI),
+    so a missing part is never a silent pass."""
+    if os.environ.get(env) == "1":
+        pytest.fail(f"{env}=1 but {reason}")
+    pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")

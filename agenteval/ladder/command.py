@@ -44,8 +44,8 @@ def ladder(
                                                "precision; every figure of those rungs says so."),
     kl_text: Optional[Path] = typer.Option(None, "--kl-text", help="Text the divergence from the reference is "
                                            "measured on [default: the tasks' own instructions]."),
-    kl_tokens: int = typer.Option(MIN_TOKENS, "--kl-tokens", min=MIN_TOKENS, help="Positions of the text the divergence "
-                                  "scores (whole chunks, at least this many; the reference's logits take about "
+    kl_tokens: int = typer.Option(MIN_TOKENS, "--kl-tokens", min=MIN_TOKENS,
+                                  help="Positions of the text the divergence scores (whole chunks, at least this many; the reference's logits take about "
                                   "2 bytes x vocabulary x this on disk)."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for every server, the "
                                           "quantizer and the divergence [default: half the cores for servers, "

@@ -109,13 +109,24 @@ class Divergence:
     method: str  # "llama-perplexity" or "llama-cpp-python"
 
 
+def scored_per_chunk(context: int) -> int:
+    """Positions scored in one chunk: ``context//2 .. context-2``."""
+    return context - 1 - context // 2
+
+
+def row_codes(vocab: int) -> int:
+    """u16 values of one scored position in the reference file: f32 scale and minimum, then
+    one code per vocabulary entry, padded to an even count."""
+    return 2 * ((vocab + 1) // 2) + 4
+
+
 def scored_positions(tokens: int, context: int) -> int:
     """Positions scored on a text of ``tokens`` tokens: whole chunks only, and in each the
     second half less its last token (nothing follows it). llama-perplexity refuses a text
     shorter than two chunks."""
     if context < 2 or tokens < 2 * context:
         return 0
-    return (tokens // context) * (context - 1 - context // 2)
+    return (tokens // context) * scored_per_chunk(context)
 
 
 def _contexts(preferred: int) -> list[int]:
@@ -130,7 +141,7 @@ def _contexts(preferred: int) -> list[int]:
 def needed_tokens(preferred: int) -> int:
     """The fewest tokens of text that score MIN_TOKENS at some context choose_context tries."""
     def need(c: int) -> int:
-        per_chunk = c - 1 - c // 2
+        per_chunk = scored_per_chunk(c)
         return max(2 * c, -(-MIN_TOKENS // per_chunk) * c) if per_chunk > 0 else 2**62
     return min(need(c) for c in _contexts(preferred))
 
@@ -186,7 +197,7 @@ def parse_kl_log(log: str) -> Divergence | None:
     n_chunk, n_ctx = (int(v) for v in chunks[-1])
     return Divergence(mean_kl=mean_kl, median_kl=figures["median_kl"], p99_kl=figures["p99_kl"],
                       max_kl=figures["max_kl"], top1_agreement=top1 / 100.0,
-                      tokens=n_chunk * (n_ctx - 1 - n_ctx // 2), perplexity=figures["perplexity"],
+                      tokens=n_chunk * scored_per_chunk(n_ctx), perplexity=figures["perplexity"],
                       reference_perplexity=figures["reference_perplexity"], method="llama-perplexity")
 
 
@@ -208,12 +219,11 @@ class ReferenceLogits:
 
     @property
     def tokens(self) -> int:
-        return self.chunks * (self.context - 1 - self.context // 2)
+        return self.chunks * scored_per_chunk(self.context)
 
 
 def logits_file_bytes(chunks: int, context: int, vocab: int) -> int:
-    row = 2 * ((vocab + 1) // 2) + 4
-    return _HEADER.size + chunks * context * 4 + chunks * (context - 1 - context // 2) * row * 2
+    return _HEADER.size + chunks * context * 4 + chunks * scored_per_chunk(context) * row_codes(vocab) * 2
 
 
 def read_logits_header(path: Path) -> tuple[int, int, int]:
@@ -375,7 +385,7 @@ class DivergenceMeter:
 
     def _chunk_cap(self, context: int) -> int:
         """The most chunks to score: all of the text, or enough for max_tokens positions."""
-        return 2**31 - 1 if self.max_tokens is None else -(-self.max_tokens // (context - 1 - context // 2))
+        return 2**31 - 1 if self.max_tokens is None else -(-self.max_tokens // scored_per_chunk(context))
 
     def _ref_log(self) -> Path:
         return self.work_dir / f"divergence-{self._key}-reference-{self.reference.name}.log"
@@ -396,7 +406,7 @@ class DivergenceMeter:
             if short or made is None:
                 raise BadInputError(f"{TOOL} made no reference logits for {self.reference.name}: {log_tail(log)} "
                                     f"(log: {self._ref_log()})")
-            if int(made[1]) * (context - 1 - context // 2) >= MIN_TOKENS:
+            if int(made[1]) * scored_per_chunk(context) >= MIN_TOKENS:
                 return context
             fewer_than = (int(made[1]) + 1) * context
         raise too_short(fewer_than, self.context, fewer=True)

@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agenteval.errors import BadInputError
-from agenteval.ladder.divergence import _HEADER, _MAGIC, Divergence, ReferenceLogits, read_logits_header
+from agenteval.ladder.divergence import (_HEADER, _MAGIC, Divergence, ReferenceLogits, read_logits_header, row_codes,
+                                         scored_per_chunk)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -88,7 +89,7 @@ def encode_log_probs(logits: NDArray[np.float32]) -> NDArray[np.uint16]:
     low = np.maximum(logits.min(axis=1), top - 16)
     log_sum = np.log(np.exp(logits - top[:, None]).astype(np.float64).sum(axis=1)).astype(np.float32)
     scale = ((top - low) / 65535.0).astype(np.float32)
-    out = np.zeros((rows, 2 * ((vocab + 1) // 2) + 4), dtype=np.uint16)
+    out = np.zeros((rows, row_codes(vocab)), dtype=np.uint16)
     out[:, :4] = np.stack([scale, low - top - log_sum], axis=1).astype(np.float32).view(np.uint16)
     safe = np.where(scale > 0, scale, 1.0)[:, None]
     codes = np.where(logits > low[:, None], np.rint((logits - low[:, None]) / safe), 0)
@@ -146,8 +147,8 @@ def python_measure(ref: ReferenceLogits, rung: Path, kv: str | None, threads: in
     import numpy as np
 
     context, vocab, chunks = read_logits_header(ref.path)
-    first, scored = context // 2, context - 1 - context // 2
-    row = 2 * ((vocab + 1) // 2) + 4
+    first, scored = context // 2, scored_per_chunk(context)
+    row = row_codes(vocab)
     tokens = np.fromfile(ref.path, dtype=np.int32, count=chunks * context, offset=_HEADER.size)
     base = np.memmap(ref.path, dtype=np.uint16, mode="r", offset=_HEADER.size + tokens.nbytes,
                      shape=(chunks, scored, row))

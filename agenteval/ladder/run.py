@@ -67,6 +67,7 @@ class LadderOptions:
     db: Path = DEFAULT_DB
     out: Path = REPORTS_DIR
     resume: str | None = None
+    source_sha256: str | None = None  # a resumed ladder's source as it began, which the file must still be
 
     def to_config(self) -> dict[str, Any]:
         return {"source": str(self.source.resolve()), "quants": self.quants, "task_paths": self.task_paths,
@@ -91,7 +92,7 @@ class LadderOptions:
             allow_requantize=bool(stored["allow_requantize"]),
             kl_text=Path(stored["kl_text"]) if stored["kl_text"] else None, kl_tokens=int(stored["kl_tokens"]),
             threads=stored["threads"],
-            budgets=cast(Budgets, stored["budgets"] or {}))
+            budgets=cast(Budgets, stored["budgets"] or {}), source_sha256=stored.get("source_sha256"))
 
 
 @dataclass(frozen=True)
@@ -223,10 +224,7 @@ def run_ladder(opts: LadderOptions, observer: RunObserver | None = None, log: Lo
 
 def _check_same_source(opts: LadderOptions, source: SourceModel) -> None:
     """A resumed ladder must compare the file it started with: a changed source would mix two models."""
-    if not opts.resume:
-        return
-    with Store(opts.db, read_only=True) as store:
-        recorded = store.run(opts.resume).config.get("ladder", {}).get("source_sha256")
+    recorded = opts.source_sha256
     if recorded and recorded != source.sha256:
         raise BadInputError(f"{source.path} changed since ladder {opts.resume} began (sha256 {recorded[:16]} then, "
                             f"{source.sha256[:16]} now): start a new ladder for the new file")

@@ -21,16 +21,11 @@ from typing import Any
 import pytest
 
 from agenteval.store import Store
+from tests.conftest import missing
 
 REPO = Path(__file__).resolve().parents[2]
 SHORT = REPO / "tests" / "fixtures" / "tasks" / "short"
 KL_TEXT = REPO / "README.md"  # a fixed text far longer than the 2,000 scored tokens needed
-
-
-def _require(what: str, env: str = "AGENTEVAL_REQUIRE_SERVERS") -> None:
-    if os.environ.get(env) == "1":
-        pytest.fail(f"{env}=1 but {what}")
-    pytest.skip(what)
 
 
 @pytest.fixture(scope="module")
@@ -40,14 +35,14 @@ def llama_cpp_tools() -> None:
     from agenteval.models.engines.llama_server import find_binary
 
     if not (find_binary() and find_quantizer() and find_perplexity_tool()):
-        _require("llama-server, llama-quantize and llama-perplexity are not built (bash .ci/llama-server.sh)")
+        missing("llama-server, llama-quantize and llama-perplexity are not built (bash .ci/llama-server.sh)")
 
 
 @pytest.fixture(scope="module")
 def tiny_f16(tmp_path_factory: pytest.TempPathFactory) -> Path:
     missing = [m for m in ("torch", "transformers", "gguf", "llama_cpp") if importlib.util.find_spec(m) is None]
     if missing:
-        _require(f"it needs {', '.join(missing)} (pip install -e '.[serve,llamacpp]')")
+        missing(f"it needs {', '.join(missing)} (pip install -e '.[serve,llamacpp]')")
     from agenteval.models.gguf import write_gguf
     from agenteval.models.testmodel import create_test_model
 
@@ -193,7 +188,7 @@ def test_the_ladder_page_renders_in_chromium(workdir: Path, tiny_f16: Path, llam
 
     reason = browser_missing()
     if reason:
-        _require(reason, "AGENTEVAL_REQUIRE_BROWSER")
+        missing(reason, "AGENTEVAL_REQUIRE_BROWSER")
     done = run_cli(workdir, str(tiny_f16), str(SHORT), "--quants", "Q4_K_M", "--samples", "1", "--kl-text",
                    str(KL_TEXT), "--context", "2048", "--db", str(workdir / "db.duckdb"), "--out",
                    str(workdir / "reports"))
@@ -216,7 +211,7 @@ def test_a_requantized_smollm2_ladder_is_refused_then_labelled(workdir: Path, ll
 
     smol = Path(os.environ.get("AGENTEVAL_REAL_MODELS") or model_cache_dir()) / DOWNLOADS["smollm2"].file
     if not smol.is_file():
-        _require(f"{smol} is missing (bash .ci/real-models.sh)")
+        missing(f"{smol} is missing (bash .ci/real-models.sh)")
     args = [str(smol), str(REPO / "tasks" / "folder"), "--variant", "folder/one-file", "--quants", "Q4_0,Q2_K",
             "--samples", "1", "--max-steps", "3", "--agent-timeout", "60", "--db", str(workdir / "db.duckdb"),
             "--out", str(workdir / "reports")]

@@ -25,22 +25,17 @@ from agenteval.ladder.divergence import (
     divergence_text,
 )
 from agenteval.task import load_task
+from tests.conftest import missing
 
 REPO = Path(__file__).resolve().parents[2]
 RUNGS = ("Q8_0", "Q4_K_M", "Q4_0")
-
-
-def _missing(reason: str) -> None:
-    if os.environ.get("AGENTEVAL_REQUIRE_SERVERS") == "1":
-        pytest.fail(f"AGENTEVAL_REQUIRE_SERVERS=1 but {reason}")
-    pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")
 def perplexity_tool() -> Path:
     found = dv.find_perplexity_tool()
     if found is None or not os.access(found, os.X_OK):
-        _missing("no llama-perplexity binary (run: bash .ci/llama-server.sh, or set AGENTEVAL_LLAMA_PERPLEXITY "
+        missing("no llama-perplexity binary (run: bash .ci/llama-server.sh, or set AGENTEVAL_LLAMA_PERPLEXITY "
                  "to it or its folder)")
     assert found is not None
     return found
@@ -50,7 +45,7 @@ def perplexity_tool() -> Path:
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The random-weight model as F16 and as each rung, quantized by llama.cpp."""
     if importlib.util.find_spec("llama_cpp") is None:
-        _missing("needs llama-cpp-python (pip install -e '.[llamacpp]')")
+        missing("needs llama-cpp-python (pip install -e '.[llamacpp]')")
     from agenteval.models.gguf import quantize
     from agenteval.models.testmodel import create_test_model
 
@@ -58,7 +53,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     try:
         create_test_model(folder, gguf="F16")
     except BadInputError as e:
-        _missing(str(e))
+        missing(str(e))
     files = {"F16": folder / "model-f16.gguf"}
     for quant in RUNGS:
         files[quant] = quantize(files["F16"], folder / f"rung-{quant}.gguf", quant)
@@ -165,9 +160,9 @@ def test_smollm2_q4_0_requantized(perplexity_tool: Path, tmp_path: Path) -> None
     spec = DOWNLOADS["smollm2"]
     source = Path(os.environ.get("AGENTEVAL_REAL_MODELS") or model_cache_dir()) / spec.file
     if not source.is_file() or source.stat().st_size != spec.size:
-        _missing(f"SmolLM2 is not at {source} (run: bash .ci/real-models.sh, and set AGENTEVAL_REAL_MODELS)")
+        missing(f"SmolLM2 is not at {source} (run: bash .ci/real-models.sh, and set AGENTEVAL_REAL_MODELS)")
     if importlib.util.find_spec("llama_cpp") is None:
-        _missing("needs llama-cpp-python (pip install -e '.[llamacpp]')")
+        missing("needs llama-cpp-python (pip install -e '.[llamacpp]')")
     import llama_cpp
 
     rung = tmp_path / "SmolLM2-135M-Instruct.Q4_0.gguf"

@@ -36,6 +36,7 @@ from agenteval.ladder.quantize import (
     rung_path,
 )
 from agenteval.models.gguf import gguf_info
+from tests.conftest import missing
 
 REPO = Path(__file__).resolve().parents[2]
 SLOW_FAKE = """#!/bin/sh
@@ -52,12 +53,6 @@ source = read_source(Path(sys.argv[1]))
 [plan] = plan_rungs(source, ["Q4_K_M"], allow_requantize=False, imatrix=None)
 make_rung(source, plan, cache_dir=Path(sys.argv[2]), log=lambda m: None)
 """
-
-
-def _missing(reason: str) -> None:
-    if os.environ.get("AGENTEVAL_REQUIRE_SERVERS") == "1":
-        pytest.fail(f"AGENTEVAL_REQUIRE_SERVERS=1 but {reason}")
-    pytest.skip(reason)
 
 
 def quiet(message: str) -> None:
@@ -82,7 +77,7 @@ def f16_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
         create_test_model(folder)
         return write_gguf(folder, folder / "model-f16.gguf")
     except BadInputError as e:
-        _missing(str(e))
+        missing(str(e))
         raise
 
 
@@ -91,7 +86,7 @@ def quantizer_binary() -> Path:
     found = find_quantizer()
     if found is None or not os.access(found, os.X_OK):
         where = f"{found} is not an executable file" if found else "none found"
-        _missing(f"no llama-quantize binary: {where} (run: bash .ci/llama-server.sh, or set "
+        missing(f"no llama-quantize binary: {where} (run: bash .ci/llama-server.sh, or set "
                  f"AGENTEVAL_LLAMA_QUANTIZE to the binary or its folder)")
     assert found is not None
     return found
@@ -104,7 +99,7 @@ def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
         request.getfixturevalue("quantizer_binary")
     else:
         if importlib.util.find_spec("llama_cpp") is None:
-            _missing("needs llama-cpp-python (pip install -e '.[llamacpp]')")
+            missing("needs llama-cpp-python (pip install -e '.[llamacpp]')")
         monkeypatch.setattr(quantize, "find_quantizer", lambda: None)
     return str(request.param)
 

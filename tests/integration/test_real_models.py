@@ -29,6 +29,7 @@ from agenteval.models.downloads import DOWNLOADS
 from agenteval.models.engines.llama_server import find_binary
 from agenteval.models.served import ServedModel, build_served
 from agenteval.models.servers import free_port
+from tests.conftest import missing
 
 SMOL, GEMMA = DOWNLOADS["smollm2"].file, DOWNLOADS["gemma3"].file
 POEM = [{"role": "user", "content": "Write a short poem about the sea."}]
@@ -46,19 +47,13 @@ TOOL_TEMPLATE = (
     "{%- if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
 
 
-def _missing(reason: str) -> None:
-    if os.environ.get("AGENTEVAL_REQUIRE_SERVERS") == "1":
-        pytest.fail(f"AGENTEVAL_REQUIRE_SERVERS=1 but {reason}")
-    pytest.skip(reason)
-
-
 @pytest.fixture(scope="session")
 def real_models() -> Path:
     folder = Path(os.environ.get("AGENTEVAL_REAL_MODELS") or model_cache_dir())
     for spec in DOWNLOADS.values():
         f = folder / spec.file
         if not f.is_file() or f.stat().st_size != spec.size:
-            _missing(f"the real models are not in {folder} (run: bash .ci/real-models.sh, and set "
+            missing(f"the real models are not in {folder} (run: bash .ci/real-models.sh, and set "
                      f"AGENTEVAL_REAL_MODELS to the folder it prints)")
     return folder
 
@@ -67,7 +62,7 @@ def real_models() -> Path:
 def llama_server_binary() -> Path:
     found = find_binary()
     if found is None or not os.access(found, os.X_OK):
-        _missing("no llama-server binary (run: bash .ci/llama-server.sh, and set AGENTEVAL_LLAMA_SERVER to the "
+        missing("no llama-server binary (run: bash .ci/llama-server.sh, and set AGENTEVAL_LLAMA_SERVER to the "
                  "folder it prints)")
     assert found is not None
     return found
@@ -76,7 +71,7 @@ def llama_server_binary() -> Path:
 @pytest.fixture(scope="session")
 def llama_cpp_python() -> None:
     if importlib.util.find_spec("llama_cpp") is None:
-        _missing("needs llama-cpp-python (pip install -e '.[llamacpp]')")
+        missing("needs llama-cpp-python (pip install -e '.[llamacpp]')")
 
 
 def _serve(argv: list[str], port: int, log: Path) -> Iterator[str]:

@@ -123,3 +123,36 @@ def test_ctrl_c_while_quantizing_keeps_the_run_resumable(tmp_path: Path, monkeyp
     assert stored["quants"] == ["Q4_K_M", "Q2_K"] and stored["engine"] == "llama-server"
     assert LadderOptions(source=Path(), quants=[], task_paths=[], resume=summary.run_id).resumed(stored).quants == \
         ["Q4_K_M", "Q2_K"]
+
+
+def test_a_resumed_ladder_refuses_a_source_that_changed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The source's sha256 is recorded when the ladder begins; a different file on --resume would
+    mix two models' figures in one ladder."""
+    from agenteval.errors import InterruptedRunError
+    from agenteval.ladder import run as ladder_run
+    from agenteval.ladder.quantize import SourceModel
+
+    before = SourceModel(path=tmp_path / "m-f16.gguf", quant="F16", params=50, file_bytes=100, sha256="ab" * 32)
+    after = SourceModel(path=before.path, quant="F16", params=50, file_bytes=100, sha256="cd" * 32)
+
+    def stopped(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ladder_run, "_check_can_run", lambda engine: None)
+    monkeypatch.setattr(ladder_run, "_divergence_meter", lambda *args: None)
+    monkeypatch.setattr(ladder_run, "make_rungs", stopped)
+    monkeypatch.setattr(ladder_run, "read_source", lambda path: before)
+    opts = LadderOptions(source=before.path, quants=["Q4_K_M"], engine="llama-server", db=tmp_path / "db.duckdb",
+                         task_paths=[str(Path(__file__).parents[1] / "fixtures" / "tasks" / "short")],
+                         out=tmp_path / "reports")
+    with pytest.raises(InterruptedRunError) as caught:
+        ladder_run.run_ladder(opts, log=lambda m: None)
+    run_id = str(caught.value).split("--resume ")[1]
+    resume = LadderOptions(source=Path(), quants=[], task_paths=[], db=tmp_path / "db.duckdb",
+                           out=tmp_path / "reports", resume=run_id)
+    monkeypatch.setattr(ladder_run, "read_source", lambda path: after)
+    with pytest.raises(BadInputError, match="changed since ladder"):
+        ladder_run.run_ladder(resume, log=lambda m: None)
+    monkeypatch.setattr(ladder_run, "read_source", lambda path: before)  # the same file resumes
+    with pytest.raises(InterruptedRunError):
+        ladder_run.run_ladder(resume, log=lambda m: None)
