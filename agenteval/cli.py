@@ -166,6 +166,7 @@ class _Progress:
                                  TimeRemainingColumn(), TextColumn("{task.fields[stats]}"),
                                  console=err_console, transient=False)
         self.task_id: Any = None
+        self.total = self.done = 0
         self.per_model: dict[str, list[int]] = {}
         self.rates: dict[str, list[float]] = {}
 
@@ -182,12 +183,18 @@ class _Progress:
     def planned(self, total: int, skipped: int) -> None:
         if skipped:
             self.log(f"{skipped} trials already recorded; running the {total} missing")
+        self.total, self.done = total, 0
         self.task_id = self.progress.add_task("trials", total=total, stats="")
 
     def trial_done(self, record: "TrialRecord") -> None:
-        """Live pass rate per model and its median decode tokens/s."""
+        """Live pass rate per model and its median decode tokens/s. Where no terminal shows the
+        bar (a log file, CI), one line per recorded trial says the same, so a long run can be watched."""
         from statistics import median
 
+        self.done += 1
+        if not self.progress.console.is_terminal:
+            outcome = "passed" if record.passed else (record.failure_mode.value if record.failure_mode else "failed")
+            self.log(f"trial {self.done}/{self.total} recorded: {record.key} {outcome} ({record.duration_s:.1f} s)")
         counts = self.per_model.setdefault(record.model, [0, 0])
         counts[0] += int(record.passed)
         counts[1] += 1

@@ -219,6 +219,8 @@ class ManagedServer(ABC):
         return " | ".join(text[-lines:]) + f" (log: {self.log_path})"
 
     def stop(self) -> None:
+        """Stop a server this object started. Its log is removed with it; the log of a server that
+        ended by itself (a crash, a bad flag) is kept, and the error that reported it names the file."""
         proc, self.proc = self.proc, None
         if proc is None or proc.poll() is not None:
             return
@@ -227,12 +229,13 @@ class ManagedServer(ABC):
             try:
                 os.killpg(proc.pid, sig)
             except ProcessLookupError:
-                return
+                break
             try:
                 proc.wait(wait)
-                return
+                break
             except subprocess.TimeoutExpired:
                 continue
+        self.log_path.unlink(missing_ok=True)
 
     def __enter__(self) -> "ManagedServer":
         self.start()

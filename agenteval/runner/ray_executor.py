@@ -23,10 +23,13 @@ from __future__ import annotations
 import collections
 import logging
 import os
+import secrets
+import shutil
 import socket
+import tempfile
 import threading
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +80,7 @@ class RayExecutor:
         self._limit = max(1, request.concurrency)
         self._images = dict(request.images)
         self._config = request.config
-        self._owns = connect(request.address, self._limit)
+        self._connection = connect(request.address, self._limit)
         try:
             resources: dict[str, float] = ray.cluster_resources()  # type: ignore[no-untyped-call]
             if resources.get(RESOURCE, 0) < 1:
@@ -89,8 +92,7 @@ class RayExecutor:
             probe(sorted(set(self._images.values())), request.log)
             self._packs = {t.name: ray.put(pack_task(t)) for t in request.tasks}
         except BaseException:
-            if self._owns:
-                ray.shutdown()
+            self._connection.close()
             raise
         self._cv = threading.Condition()
         self._waiting: collections.deque[_Pending] = collections.deque()
@@ -136,8 +138,7 @@ class RayExecutor:
                 item.future.set_exception(TrialInterrupted(item.spec.key))
         for run_id in sorted(self._run_ids):
             sweep(run_id)
-        if self._owns:
-            ray.shutdown()
+        self._connection.close()
 
     # -- the dispatcher thread ------------------------------------------------
 
@@ -211,31 +212,81 @@ class RayExecutor:
         item.future.set_result(record)
 
 
-def connect(address: str | None, concurrency: int) -> bool:
+@dataclass
+class Connection:
+    """This process's tie to a cluster. A private cluster (``--ray-address local``) lives in a
+    folder of its own, with a token held in this process's environment only: closing it stops
+    the cluster and removes the folder, and nothing is left in ~/.ray or /tmp/ray to change how
+    a later ``ray start`` or ``ray.init()`` on this machine authenticates."""
+
+    owns: bool  # this call connected: close() disconnects
+    private_dir: Path | None = None
+    saved_env: dict[str, str | None] = field(default_factory=dict)
+
+    def close(self) -> None:
+        import ray
+
+        if self.owns:
+            ray.shutdown()
+            self.owns = False
+        for key, value in self.saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        self.saved_env.clear()
+        if self.private_dir is not None:
+            shutil.rmtree(self.private_dir, ignore_errors=True)
+            self.private_dir = None
+
+
+def _private_cluster_env() -> dict[str, str]:
+    """The token of a private cluster, in this process's environment: Ray 2.59+ turns token
+    authentication on for a new local cluster and, with no token given, writes one to
+    ~/.ray/auth_token, which every later ``ray start`` on the machine then picks up. A user's own
+    RAY_AUTH_* settings win. (Ray itself sets RAY_AUTH_MODE here; close() restores it.)"""
+    if any(k in os.environ for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")):
+        return {}
+    return {"RAY_AUTH_TOKEN": secrets.token_hex(32)}
+
+
+def connect(address: str | None, concurrency: int) -> Connection:
     """Join the cluster at ``address`` ('auto' by default: RAY_ADDRESS, else the cluster
     `ray start` runs on this machine; 'local' starts a private one with ``docker:
-    concurrency``). True when this call connected (and shutdown should disconnect)."""
+    concurrency``)."""
     import ray
 
     import agenteval
 
     if ray.is_initialized():
-        return False
+        return Connection(owns=False)
     addr = address or os.environ.get("RAY_ADDRESS") or "auto"
     if addr not in ("auto", "local"):
         _check_reachable(addr)
     kw: dict[str, Any] = {}
+    conn = Connection(owns=False)
+    runtime_env: dict[str, Any] = {"py_modules": [str(Path(agenteval.__file__).parent)]}
     if addr == "local":
-        kw = {"resources": {RESOURCE: concurrency}, "include_dashboard": False}
+        conn.private_dir = Path(tempfile.mkdtemp(prefix="agenteval-ray-"))  # short: Ray's socket paths must fit
+        token_env = _private_cluster_env()
+        for key in [*token_env, "RAY_AUTH_MODE"] if token_env else []:
+            conn.saved_env[key] = os.environ.get(key)
+        os.environ.update(token_env)
+        runtime_env["env_vars"] = {"AGENTEVAL_RAY_CACHE": str(conn.private_dir / "cache")}
+        kw = {"resources": {RESOURCE: concurrency}, "include_dashboard": False, "_temp_dir": str(conn.private_dir)}
     try:
-        ray.init(address=addr, runtime_env={"py_modules": [str(Path(agenteval.__file__).parent)]},
-                 logging_level=logging.WARNING, log_to_driver=False, **kw)
+        ray.init(address=addr, runtime_env=runtime_env, logging_level=logging.WARNING, log_to_driver=False, **kw)
     except (ConnectionError, RuntimeError, ValueError, TimeoutError) as e:
+        conn.close()
         why = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise ClusterError(f"no Ray cluster answers at {addr!r} ({why}); start one with {START_HINT}, "
                            f"then pass --ray-address HOST:6379, or --ray-address local for one on this machine") \
             from None
-    return True
+    except BaseException:
+        conn.close()
+        raise
+    conn.owns = True
+    return conn
 
 
 def _check_reachable(addr: str) -> None:

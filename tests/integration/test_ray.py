@@ -26,7 +26,8 @@ import pytest
 
 from agenteval.runner import RunOptions, execute_run
 from agenteval.records import TrialRecord
-from tests.conftest import REPO
+from agenteval.sandbox.cleanup import LABEL, OWNER_LABEL
+from tests.conftest import REPO, missing
 
 pytestmark = pytest.mark.docker
 TASK = REPO / "tasks" / "folder"
@@ -53,14 +54,16 @@ def _ray(*args: str, env: dict[str, str]) -> None:
     assert proc.returncode == 0, f"ray {' '.join(args)} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
 
 
+def require_ray() -> None:
+    if importlib.util.find_spec("ray") is None or shutil.which("ray") is None:
+        missing("Ray is not installed: pip install 'agenteval[ray]'", "AGENTEVAL_REQUIRE_RAY")
+
+
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
-    if importlib.util.find_spec("ray") is None or shutil.which("ray") is None:
-        if os.environ.get("AGENTEVAL_REQUIRE_RAY") == "1":
-            pytest.fail("AGENTEVAL_REQUIRE_RAY=1 but ray is not installed: pip install 'agenteval[ray]'")
-        pytest.skip("needs Ray: pip install 'agenteval[ray]'")
+    require_ray()
     temp_dir = Path(tempfile.mkdtemp(prefix="aeray-", dir="/tmp"))  # short: Ray's socket paths must fit
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"RAY_USAGE_STATS_ENABLED": "0"}
+    env = _ray_env(temp_dir / "home")
     port = _free_port()
     c = Cluster(address=f"127.0.0.1:{port}", temp_dir=temp_dir)
     common = ["--node-ip-address=127.0.0.1", "--num-cpus=1", "--disable-usage-stats"]
@@ -75,6 +78,15 @@ def cluster() -> Iterator[Cluster]:
     finally:
         subprocess.run(["ray", "stop", "--force"], env=env, capture_output=True, timeout=60)
         shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def _ray_env(home: Path) -> dict[str, str]:
+    """The environment of a hand-started cluster: a home of its own, so no ~/.ray of the machine
+    (an auth token another tool left) changes how its nodes authenticate."""
+    home.mkdir(parents=True, exist_ok=True)
+    drop = ("RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
+    return {k: v for k, v in os.environ.items() if k not in drop} | {"RAY_USAGE_STATS_ENABLED": "0",
+                                                                     "HOME": str(home)}
 
 
 def _run(workdir: Path, name: str, **kw: Any) -> Any:
@@ -120,14 +132,12 @@ def _node_processes(node_manager_port: int) -> list[Any]:
     return []
 
 
-def _busy(procs: list[Any]) -> bool:
-    """A worker of the node is running a trial (Ray titles it with the task's name)."""
-    for p in procs:
-        try:
-            if " ".join(p.cmdline()).startswith("ray::agenteval"):
-                return True
-        except Exception:  # noqa: BLE001 - it may be gone already
-            pass
+def _sandbox_up(client: Any, procs: list[Any]) -> bool:
+    """A process of the node owns a running sandbox: the node is inside a trial."""
+    pids = {str(p.pid) for p in procs}
+    for box in client.api.containers(filters={"label": LABEL}):  # running ones; never a race with removal
+        if (box.get("Labels") or {}).get(OWNER_LABEL, "").rpartition(":")[2] in pids:
+            return True
     return False
 
 
@@ -143,9 +153,7 @@ def test_killed_worker_node_still_records_every_trial_once(cluster: Cluster, doc
     def killer() -> None:
         deadline = time.monotonic() + 120
         while not stop.is_set() and time.monotonic() < deadline:
-            procs = _node_processes(victim)
-            if _busy(procs):
-                time.sleep(0.3)  # well inside the trial: a sandbox is up
+            if _sandbox_up(docker_client, _node_processes(victim)):
                 for p in _node_processes(victim):
                     try:
                         os.kill(p.pid, signal.SIGKILL)
@@ -162,7 +170,7 @@ def test_killed_worker_node_still_records_every_trial_once(cluster: Cluster, doc
     finally:
         stop.set()
         thread.join(10)
-    assert killed, "the worker node never ran a trial, so nothing was killed"
+    assert killed, "no sandbox of the worker node was ever seen, so nothing was killed"
     expected = 2 * 2 * len(VARIANTS)
     assert result.run.status == "completed"
     assert len(result.records) == expected
@@ -174,3 +182,4 @@ def test_killed_worker_node_still_records_every_trial_once(cluster: Cluster, doc
         assert r.passed == (r.model == "oracle") or r.failure_mode and r.failure_mode.value == "infra_error", r
     run_label = {"label": f"agenteval.run={result.run.run_id}"}
     assert docker_client.api.containers(all=True, filters=run_label) == []
+

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,7 @@ import pytest
 
 from agenteval.records import FailureMode, TrialRecord
 from agenteval.runner import RunOptions, execute_run
+from agenteval.sandbox.cleanup import LABEL
 from agenteval.store import Store
 from agenteval.task import load_task
 from tests.conftest import FIXTURES, REPO, leftovers
@@ -72,51 +75,105 @@ def test_solution_cannot_forge_a_verdict(workdir: Path, python_image: str) -> No
     assert "PASSED" in next(e for e in r.execs if e.phase == "agent").stdout
 
 
-def _start_cli(workdir: Path, *args: str) -> subprocess.Popen[str]:
-    env = {**os.environ, "AGENTEVAL_SANDBOXES": str(REPO / "sandboxes"), "PYTHONPATH": str(REPO)}
-    return subprocess.Popen([sys.executable, "-m", "agenteval", "run", *args, "--db", str(workdir / "db.duckdb"),
-                             "--out", str(workdir / "reports")], cwd=workdir, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+class CliRun:
+    """``agenteval run`` in a child process whose stderr is read as it comes, so a test waits on what
+    the run says (one line per recorded trial where no terminal shows a progress bar)."""
+
+    def __init__(self, workdir: Path, *args: str) -> None:
+        env = {**os.environ, "AGENTEVAL_SANDBOXES": str(REPO / "sandboxes"), "PYTHONPATH": str(REPO)}
+        self.proc = subprocess.Popen([sys.executable, "-m", "agenteval", "run", *args, "--db",
+                                      str(workdir / "db.duckdb"), "--out", str(workdir / "reports")],
+                                     cwd=workdir, env=env, text=True, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, start_new_session=True)
+        self.lines: list[str] = []
+        self._changed = threading.Condition()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            with self._changed:
+                self.lines.append(line)
+                self._changed.notify_all()
+
+    def recorded(self) -> int:
+        return sum(line.startswith("trial ") and " recorded: " in line for line in self.lines)
+
+    def wait_recorded(self, n: int, timeout: float = 120) -> None:
+        """Until the run has said it recorded ``n`` trials (it says so after each commit)."""
+        with self._changed:
+            ok = self._changed.wait_for(lambda: self.recorded() >= n or self.proc.poll() is not None, timeout)
+        assert ok and self.recorded() >= n, f"{self.recorded()} trials recorded: {''.join(self.lines)[-3000:]}"
+
+    def signal(self, sig: int) -> None:
+        os.killpg(self.proc.pid, sig) if sig == signal.SIGKILL else self.proc.send_signal(sig)
+
+    def finish(self, timeout: float = 60) -> tuple[int, str, str]:
+        out = self.proc.stdout.read() if self.proc.stdout else ""
+        self.proc.wait(timeout)
+        self._reader.join(10)
+        return self.proc.returncode, out, "".join(self.lines)
 
 
-def _wait_for_containers(client: Any, proc: subprocess.Popen[str], n: int = 1, timeout: float = 60) -> None:
+def held_task(workdir: Path) -> Path:
+    """A copy of the ``held`` fixture whose trials wait in solve.sh until released."""
+    task = workdir / "held"
+    shutil.copytree(FIXTURES / "tasks" / "held", task)
+    (task / "environment").mkdir()
+    (task / "environment" / "hold").write_text("")
+    return task
+
+
+def run_containers(client: Any, proc: subprocess.Popen[str], n: int, gone: list[str] = [],
+                   timeout: float = 120) -> list[str]:
+    """Wait until exactly ``n`` sandboxes exist, every one running, and none of ``gone`` is left;
+    their ids. (The low-level listing: a container removed while listed is not an error.)"""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if len(leftovers(client)[0]) >= n:
-            return
-        assert proc.poll() is None, proc.communicate()
-        time.sleep(0.1)
-    pytest.fail("no sandbox appeared")
-
-
-def _wait_for_sandboxes(client: Any, proc: subprocess.Popen[str], n: int, timeout: float = 90) -> None:
-    """Wait until the runner has started its n-th sandbox; with -j 2 and n = 4, the first two trials
-    have finished (their slots were reused) and, a moment later, are committed."""
-    seen: set[str] = set()
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and len(seen) < n:
-        assert proc.poll() is None, proc.communicate()
-        seen.update(leftovers(client)[0])
+        assert proc.poll() is None, "the run ended early"
+        boxes = client.api.containers(all=True, filters={"label": LABEL})
+        ids = [b["Id"] for b in boxes]
+        if len(boxes) == n and all(b["State"] == "running" for b in boxes) and not set(gone) & set(ids):
+            return ids
         time.sleep(0.05)
-    assert len(seen) >= n, f"only {len(seen)} sandboxes started"
-    time.sleep(1.5)  # the driver commits finished trials within its 0.5 s poll
+    pytest.fail(f"{n} running sandboxes never appeared")
+
+
+def release(client: Any, boxes: list[str]) -> None:
+    """Let the held trials in these sandboxes finish (the solve.sh loop ends on /tmp/release)."""
+    for box in boxes:
+        exec_id = client.api.exec_create(box, ["touch", "/tmp/release"], user="1000")["Id"]
+        client.api.exec_start(exec_id)
+        assert client.api.exec_inspect(exec_id)["ExitCode"] == 0
+
+
+def interrupted_after_two(workdir: Path, client: Any, sig: int) -> tuple[CliRun, Path]:
+    """A run of 6 held trials at -j 2: the first two released and recorded, the next two held in their
+    sandboxes, then ``sig``. Nothing here depends on how fast the machine is."""
+    task = held_task(workdir)
+    run = CliRun(workdir, str(task), "--model", "oracle", "-j", "2")
+    first = run_containers(client, run.proc, 2)
+    release(client, first)
+    run.wait_recorded(2)
+    run_containers(client, run.proc, 2, gone=first)
+    run.signal(sig)
+    return run, task
 
 
 def test_ctrl_c_removes_sandboxes_keeps_records_and_resumes(workdir: Path, docker_client: Any, python_image: str) -> None:
-    slow = str(FIXTURES / "tasks" / "slow")
-    proc = _start_cli(workdir, slow, "--model", "oracle", "-j", "2")
-    _wait_for_sandboxes(docker_client, proc, 4)
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
+    run_, task = interrupted_after_two(workdir, docker_client, signal.SIGINT)
+    code, _, err = run_.finish()
+    assert code == 130, err
     assert "resume with: agenteval run --resume" in err
     assert leftovers(docker_client) == ([], [])
     with Store(workdir / "db.duckdb") as store:
         run_id = store.latest_run_id()
         assert store.run(run_id).status == "interrupted"
         done = store.trials(run_id)
-    assert 2 <= len(done) < 6 and all(r.passed for r in done)
+    assert len(done) == 2 and all(r.passed for r in done)  # the held two were cut, not recorded
 
+    (task / "environment" / "hold").unlink()
     records = run(workdir, [], [], resume=run_id, concurrency=3)
     assert len(records) == 6 and all(r.passed for r in records)
     assert len({r.key for r in records}) == 6
@@ -124,12 +181,10 @@ def test_ctrl_c_removes_sandboxes_keeps_records_and_resumes(workdir: Path, docke
 
 
 def test_kill_9_then_prune_leaves_nothing(workdir: Path, docker_client: Any, python_image: str) -> None:
-    proc = _start_cli(workdir, str(FIXTURES / "tasks" / "slow"), "--model", "oracle", "-j", "2")
-    _wait_for_containers(docker_client, proc, 2)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.communicate(timeout=30)
+    run_, _ = interrupted_after_two(workdir, docker_client, signal.SIGKILL)
+    run_.finish(30)
     containers, volumes = leftovers(docker_client)
-    assert containers and volumes  # a killed runner cannot clean up...
+    assert len(containers) == 2 and volumes  # a killed runner cannot clean up...
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     pruned = subprocess.run([sys.executable, "-m", "agenteval", "sandbox", "prune"], capture_output=True,
                             text=True, env=env, timeout=120)
