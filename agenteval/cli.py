@@ -59,11 +59,13 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
 
 
 def _guard(fn: Callable[[], Any]) -> Any:
-    """Run a command body; AgentEvalError becomes one red line and its exit code."""
+    """Run a command body; AgentEvalError becomes one line and its exit code (an interruption,
+    which says how to resume, in yellow; an error in red)."""
     try:
         return fn()
-    except InterruptedRunError:
-        raise  # the command says how to resume
+    except InterruptedRunError as e:
+        err_console.print(f"[yellow]interrupted[/yellow]: {escape(str(e))}", highlight=False)
+        raise typer.Exit(e.exit_code) from None
     except AgentEvalError as e:
         err_console.print(f"[red]error:[/red] {escape(str(e))}", highlight=False)
         raise typer.Exit(e.exit_code) from None
@@ -340,7 +342,7 @@ def runs(db: Path = DB_OPT) -> None:
             for col in ("run", "started", "status", "models", "tasks", "trials", "passed", "pass rate"):
                 table.add_column(col, justify="right" if col in ("trials", "passed", "pass rate") else "left")
             for r in store.run_summaries():
-                table.add_row(r.run_id, f"{r.started_at:%Y-%m-%d %H:%M}", r.status, escape(", ".join(r.models)),
+                table.add_row(r.run_id, f"{r.started_at:%Y-%m-%d %H:%M}", r.status.value, escape(", ".join(r.models)),
                               escape(", ".join(r.tasks)), str(r.trials), str(r.passed),
                               "-" if r.pass_rate is None else f"{100 * r.pass_rate:.0f}%")
             # Piped, there is no terminal width to fit: print whole values (ids are never cut).

@@ -78,3 +78,14 @@ class InterruptedRunError(AgentEvalError):
 
 class ServerStartError(AgentEvalError):
     """A model server agenteval started died or never answered; the message carries its log's last lines."""
+
+
+class RunFailedError(AgentEvalError):
+    """An error stopped a run after it was recorded: the run is marked ``failed`` with the error,
+    its servers and sandboxes are gone, and the message names the file holding the traceback and
+    the command that resumes it. Exit code 1."""
+
+    def __init__(self, message: str, run_id: str, traceback_path: str) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+        self.traceback_path = traceback_path

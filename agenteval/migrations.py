@@ -133,11 +133,20 @@ _M4 = (
     'kl_error VARCHAR, PRIMARY KEY(run_id, model))',
 )
 
+# -- 5: failed runs, and who runs a run ----------------------------------------------
+# A run an error stopped says why; a running run names its process, so readers can tell one
+# that is gone (kill -9) from one still running.
+_M5 = (
+    'ALTER TABLE runs ADD COLUMN IF NOT EXISTS "error" VARCHAR',
+    "ALTER TABLE runs ADD COLUMN IF NOT EXISTS owner VARCHAR",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "tables derived from the record models", _M1),
     Migration(2, "views trial_totals and call_telemetry, index on trials.run_id", _M2),
     Migration(3, "trials: agent_stop, agent_steps, tool_protocol, actions_run; unknown token totals NULL", _M3),
     Migration(4, "tables servings and ladder_rungs", _M4),
+    Migration(5, "runs: error, owner", _M5),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -59,6 +59,18 @@ class StopReason(str, Enum):
     solver = "solver"  # oracle or nop: no agent loop ran
 
 
+class RunStatus(str, Enum):
+    """Where a run stands. Every run ends ``completed``, ``interrupted`` or ``failed``; a run whose
+    process is gone without ending it (kill -9, a power cut) is stored ``running`` and shown
+    ``abandoned`` by readers, which never write. ``--resume`` continues any but ``completed``."""
+
+    running = "running"
+    completed = "completed"
+    interrupted = "interrupted"  # Ctrl-C or SIGTERM: every finished trial kept
+    failed = "failed"  # an error stopped it: ``RunRecord.error`` says which
+    abandoned = "abandoned"  # shown, never stored: running, and its process is gone
+
+
 class ToolProtocol(str, Enum):
     """How a chat model is offered tools (``TrialRecord.tool_protocol``: the one the trial ended with)."""
 
@@ -213,7 +225,10 @@ class RunRecord(BaseModel):
     run_id: str
     started_at: datetime
     finished_at: datetime | None = None
-    status: str = Field(default="running", description="'running', 'completed' or 'interrupted'.")
+    status: RunStatus = RunStatus.running
+    error: str | None = Field(default=None, description="What stopped a failed run, one line (the traceback is "
+                              "in the file the command named).")
+    owner: str | None = Field(default=None, description="host:pid:start of the process running it (last resumed by).")
     agenteval_version: str
     models: list[str]
     tasks: list[str]

@@ -23,8 +23,9 @@ from agenteval.migrations import (
     MIGRATIONS, VIEWS, NewerSchemaError, OutdatedSchemaError, applied, migrate, read_through, refuse_newer,
 )
 from agenteval.paths import DEFAULT_DB
-from agenteval.records import (Check, ExecRecord, ModelCall, RungRecord, RunRecord, ServingRecord, TrialRecord,
-                               pass_rate, utcnow)
+from agenteval.processes import owner_gone
+from agenteval.records import (Check, ExecRecord, ModelCall, RungRecord, RunRecord, RunStatus, ServingRecord,
+                               TrialRecord, pass_rate, utcnow)
 
 if TYPE_CHECKING:
     import duckdb
@@ -106,13 +107,25 @@ def _child_columns(child: Child) -> dict[str, str]:
     return {"trial_id": "VARCHAR", "idx": "INTEGER", **columns(child.model, list(child.model.model_fields))}
 
 
+def shown_status(status: RunStatus, owner: str | None) -> RunStatus:
+    """A run's status as a reader shows it: ``abandoned`` where it is stored ``running`` and the
+    process that ran it is gone (on this host; another host's is taken at its word)."""
+    if status is RunStatus.running and owner and owner_gone(owner):
+        return RunStatus.abandoned
+    return status
+
+
+def shown(run: RunRecord) -> RunRecord:
+    return run.model_copy(update={"status": shown_status(run.status, run.owner)})
+
+
 @dataclass(frozen=True)
 class RunSummary:
     """One line of `agenteval runs`."""
 
     run_id: str
     started_at: datetime
-    status: str
+    status: RunStatus
     models: list[str]
     tasks: list[str]
     trials: int
@@ -183,8 +196,10 @@ class Store:
         self._append("runs", _values([run], _COLUMNS["runs"]))
         self.con.commit()
 
-    def finish_run(self, run_id: str, status: str) -> None:
-        self.con.execute("UPDATE runs SET status = ?, finished_at = ? WHERE run_id = ?", [status, utcnow(), run_id])
+    def finish_run(self, run_id: str, status: RunStatus, error: str | None = None) -> None:
+        """End a run: ``completed``, ``interrupted``, or ``failed`` with ``error`` (one line)."""
+        self.con.execute("UPDATE runs SET status = ?, finished_at = ?, \"error\" = ? WHERE run_id = ?",
+                         [status.value, utcnow(), error, run_id])
 
     def commit_serving(self, record: ServingRecord) -> None:
         self._append(_SERVINGS.name, _values([record], _COLUMNS[_SERVINGS.name]))
@@ -248,11 +263,12 @@ class Store:
     def run_summaries(self) -> list["RunSummary"]:
         """Every run with its trial and pass counts, newest first, in one query."""
         rows = self.con.execute(
-            "SELECT r.run_id, r.started_at, r.status, r.models, r.tasks, count(t.trial_id), "
+            "SELECT r.run_id, r.started_at, r.status, r.owner, r.models, r.tasks, count(t.trial_id), "
             "count(t.trial_id) FILTER (WHERE t.passed) FROM runs r LEFT JOIN trials t USING (run_id) "
             "GROUP BY ALL ORDER BY r.started_at DESC").fetchall()
-        return [RunSummary(run_id, started, status, json.loads(models), json.loads(tasks), n, passed)
-                for run_id, started, status, models, tasks, n, passed in rows]
+        return [RunSummary(run_id, started, shown_status(RunStatus(status), owner), json.loads(models),
+                           json.loads(tasks), n, passed)
+                for run_id, started, status, owner, models, tasks, n, passed in rows]
 
     def latest_run_with(self, model: str) -> str:
         """The newest run that holds trials of ``model``."""
@@ -266,7 +282,7 @@ class Store:
         rows = self._select(TABLES[0], "WHERE run_id = ?", [run_id])
         if not rows:
             raise UnknownRecordError(f"{self.path}: no run {run_id!r} (see `agenteval runs`)")
-        return RunRecord.model_validate(rows[0])
+        return shown(RunRecord.model_validate(rows[0]))
 
     def servings(self, run_id: str) -> list[ServingRecord]:
         """Every time the run served a model (a resumed run serves it again), in order."""

@@ -6,7 +6,8 @@ browsers: anything carrying the session's mark in its environment), files under
 ``~/.ray``, agenteval's folders in the temp folder and in ``~/.cache/agenteval``
 beyond its download and build caches.
 ``left_behind(before, after)`` names what is new. The session fixture in conftest.py
-fails the run on it, so a leak is found by the test run that makes it.
+fails the run on it, so a leak is found by the test run that makes it. Like the tests' own
+``leftovers`` checks, it takes the suite to be alone on the Docker engine, as in CI.
 """
 
 from __future__ import annotations

@@ -61,10 +61,7 @@ def ladder(
                              help="Folder for reports: <out>/<run-id>/ladder.html."),
 ) -> None:
     """One model, every quant: make each rung, measure its divergence from the source, run it on the tasks."""
-    from rich.markup import escape
-
     from agenteval.cli import _guard, _Progress, console, err_console, print_run_end
-    from agenteval.errors import InterruptedRunError
     from agenteval.ladder.run import LadderOptions, run_ladder
     from agenteval.runner.run import budgets_from_flags
 
@@ -90,12 +87,8 @@ def ladder(
                          threads=threads,
                          budgets=budgets, concurrency=concurrency, db=db, out=out, resume=resume)
     progress = _Progress()
-    try:
-        with progress:
-            result = _guard(lambda: run_ladder(opts, observer=progress, log=progress.log))
-    except InterruptedRunError as e:  # _guard passes it on: an interruption is not an error
-        err_console.print(f"[yellow]interrupted[/yellow]: {escape(str(e))}", highlight=False)
-        raise typer.Exit(e.exit_code) from None
+    with progress:
+        result = _guard(lambda: run_ladder(opts, observer=progress, log=progress.log))
     run = result.run
     for rung in result.rungs:
         kl = "-" if rung.kl_mean is None else f"{rung.kl_mean:.4g}"

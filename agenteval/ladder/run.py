@@ -32,8 +32,10 @@ from agenteval.ladder.quantize import (RungFile, RungPlan, SourceModel, make_run
 from agenteval.ladder.serving import (DEFAULT_KV, LadderEngine, ServedRung, check_kv_caches, rung_label,
                                       write_config)
 from agenteval.paths import DEFAULT_DB, REPORTS_DIR
-from agenteval.records import RungRecord, RunRecord, utcnow
-from agenteval.runner.run import Budgets, RunObserver, RunOptions, RunResult, execute_run, new_run_id
+from agenteval.processes import this_process
+from agenteval.records import RungRecord, RunRecord, RunStatus, utcnow
+from agenteval.runner.run import (Budgets, RunObserver, RunOptions, RunResult, execute_run, mark_failed,
+                                  new_run_id)
 from agenteval.store import Store
 
 if TYPE_CHECKING:
@@ -197,7 +199,7 @@ def run_ladder(opts: LadderOptions, observer: RunObserver | None = None, log: Lo
     with Store(opts.db) as store:
         if not opts.resume:  # recorded before anything slow, so every later step can be resumed
             store.save_run(RunRecord(run_id=run_id, started_at=utcnow(), agenteval_version=__version__,
-                                     models=run_opts.models, tasks=[t.name for t in tasks],
+                                     owner=this_process(), models=run_opts.models, tasks=[t.name for t in tasks],
                                      samples=opts.samples or max(t.spec.samples for t in tasks),
                                      concurrency=run_opts.jobs, config=dict(run_opts.to_config())))
         log(f"ladder {run_id}: {len(run_opts.models)} rungs of {source.path.name} ({source.quant}) on {engine}")
@@ -211,12 +213,11 @@ def run_ladder(opts: LadderOptions, observer: RunObserver | None = None, log: Lo
                              source_name=source.path.name, extra_args=tuple(opts.server_args))
                 _record_rungs(store, run_id, [r for r in rungs if r.label not in measured], source, meter, log)
         except KeyboardInterrupt:
-            store.finish_run(run_id, "interrupted")
+            store.finish_run(run_id, RunStatus.interrupted)
             raise InterruptedRunError(f"ladder {run_id} stopped before its trials; what it made is kept: "
                                       f"agenteval ladder --resume {run_id}") from None
-        except BaseException:
-            store.finish_run(run_id, "interrupted")  # never left "running"; --resume picks it up after a fix
-            raise
+        except Exception as e:  # never left "running"; --resume picks it up after a fix
+            raise mark_failed(store, run_id, opts.out / run_id, e, f"agenteval ladder --resume {run_id}") from e
     result = execute_run(run_opts, observer=observer, log=log)
     with Store(opts.db, read_only=True) as store:
         return LadderResult(result, store.rungs(run_id))

@@ -7,7 +7,9 @@ from __future__ import annotations
 import dataclasses
 import secrets
 import signal
+import tempfile
 import threading
+import traceback
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -17,11 +19,13 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol, TypedDict, c
 
 from agenteval import __version__
 from agenteval.config import ProjectConfig, load_config
-from agenteval.errors import BadInputError, SandboxError, ServerStartError
+from agenteval.errors import (AgentEvalError, BadInputError, InterruptedRunError, RunFailedError, SandboxError,
+                              ServerStartError)
 from agenteval.models.base import AgentModel, ModelSpec, base_fingerprint
 from agenteval.models.chat import ModelCallError, close_all_streams
 from agenteval.models.registry import create_model
-from agenteval.records import FailureMode, Fingerprint, RunRecord, ServingRecord, TrialRecord, utcnow
+from agenteval.processes import owner_gone, this_process
+from agenteval.records import FailureMode, Fingerprint, RunRecord, RunStatus, ServingRecord, TrialRecord, utcnow
 from agenteval.runner.executor import IN_PROCESS, Executor, ExecutorRequest, check_executor_name, create_executor
 from agenteval.runner.trial import TrialEnv, TrialInterrupted, TrialSpec, failed_record
 from agenteval.sandbox.base import Sandbox
@@ -267,25 +271,53 @@ class _Committer:
 
 
 def _execute(run_plan: RunPlan, sink: _Committer) -> RunResult:
-    """Record the run, drive its trials model by model, render the report."""
+    """Record the run, drive its trials model by model, render the report. The run always ends
+    ``completed``, ``interrupted`` or ``failed``: Ctrl-C outside the trials raises
+    InterruptedRunError, any other error RunFailedError, both with the run recorded as such."""
     opts, store, tasks, models = run_plan.opts, sink.store, run_plan.tasks, run_plan.models
-    if opts.resume and opts.retry_errors:  # after every check passed: nothing is lost to a typo
-        n = store.forget_trials(opts.resume, "infra_error")
-        sink.log(f"running {n} trials that ended in infra_error again")
     run_id = opts.resume or new_run_id()
     run = RunRecord(run_id=run_id, started_at=utcnow(), agenteval_version=__version__,
                     models=list(models), tasks=[t.name for t in tasks],
                     samples=opts.samples or max(t.spec.samples for t in tasks),
-                    concurrency=opts.jobs, config=dict(opts.to_config()))
+                    concurrency=opts.jobs, config=dict(opts.to_config()), owner=this_process())
     if opts.resume:
-        run = run.model_copy(update={"started_at": store.run(run_id).started_at})
+        previous = store.run(run_id)
+        if previous.status is RunStatus.running and previous.owner and owner_gone(previous.owner) is False:
+            raise BadInputError(f"run {run_id} is still running (process {previous.owner}); wait for it, "
+                                f"or stop it first")
+        run = run.model_copy(update={"started_at": previous.started_at})
+        if opts.retry_errors:  # after every check passed: nothing is lost to a typo
+            n = store.forget_trials(opts.resume, "infra_error")
+            sink.log(f"running {n} trials that ended in infra_error again")
     store.save_run(run)
+    out_dir = opts.out / run_id
+    try:
+        interrupted, skipped = _run_trials(run_plan, sink, run_id, out_dir)
+        store.finish_run(run_id, RunStatus.interrupted if interrupted else RunStatus.completed)
+        from agenteval.report import render_run
+
+        report = render_run(store, run_id, out_dir)
+    except KeyboardInterrupt:  # outside the trials (a server starting, the report): nothing half-done
+        store.finish_run(run_id, RunStatus.interrupted)
+        raise InterruptedRunError(f"run {run_id} interrupted; every finished trial is kept; resume with: "
+                                  f"{resume_command(opts, run_id)}") from None
+    except Exception as e:
+        raise mark_failed(store, run_id, out_dir, e, resume_command(opts, run_id)) from e
+    return RunResult(run=store.run(run_id), records=store.trials(run_id), report=report,
+                     interrupted=interrupted, skipped=skipped)
+
+
+def resume_command(opts: RunOptions, run_id: str) -> str:
+    return f"agenteval {'ladder' if opts.ladder else 'run'} --resume {run_id}"
+
+
+def _run_trials(run_plan: RunPlan, sink: _Committer, run_id: str, out_dir: Path) -> tuple[bool, int]:
+    """Every trial the run still lacks, model by model. (interrupted, trials already recorded)."""
+    opts, tasks, models = run_plan.opts, run_plan.tasks, run_plan.models
     trials = plan(tasks, [m.spec for m in models.values()], opts.samples, opts.variants)
-    done = store.committed_keys(run_id)
+    done = sink.store.committed_keys(run_id)
     todo = [t for t in trials if t.key not in done]
     sink.observer.planned(len(todo), len(trials) - len(todo))
-
-    out_dir = opts.out / run_id
     env = TrialEnv(run_id=run_id, make_sandbox=_sandbox_factory(run_plan), models=models,
                    fingerprints={}, artifacts_root=out_dir / "artifacts")
     fingerprint = _fingerprinter(run_plan, env.fingerprints)
@@ -299,12 +331,31 @@ def _execute(run_plan: RunPlan, sink: _Committer) -> RunResult:
                 break
     finally:
         sink.executor.shutdown(cancel_pending=True)
-    store.finish_run(run_id, "interrupted" if interrupted else "completed")
-    from agenteval.report import render_run
+    return interrupted, len(trials) - len(todo)
 
-    report = render_run(store, run_id, out_dir)
-    return RunResult(run=store.run(run_id), records=store.trials(run_id), report=report,
-                     interrupted=interrupted, skipped=len(trials) - len(todo))
+
+def mark_failed(store: Store, run_id: str, out_dir: Path, error: BaseException, resume: str) -> RunFailedError:
+    """Mark the run failed with ``error`` and say so in one line: the error, the file holding its
+    traceback, the command that resumes the run."""
+    line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    line = line if isinstance(error, AgentEvalError) and line else f"{type(error).__name__}: {line}".rstrip(": ")
+    trace = "".join(traceback.format_exception(error))
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        path = out_dir / "traceback.txt"
+        path.write_text(trace)
+    except OSError:  # the run's folder is what failed (a full disk, no permission): the temp folder
+        with tempfile.NamedTemporaryFile("w", prefix=f"agenteval-{run_id}-", suffix="-traceback.txt",
+                                         delete=False) as f:
+            f.write(trace)
+            path = Path(f.name)
+    try:
+        store.finish_run(run_id, RunStatus.failed, line)
+        marked = ""
+    except Exception as e:  # noqa: BLE001 - the store may be what failed; say so instead of hiding the first error
+        marked = f" (and it could not be marked failed: {str(e).splitlines()[0] if str(e) else type(e).__name__})"
+    return RunFailedError(f"run {run_id} failed: {line}{marked}; traceback: {path}; resume with: {resume}",
+                          run_id, str(path))
 
 
 def _sandbox_factory(run_plan: RunPlan) -> Callable[[Task, dict[str, str]], Sandbox]:
@@ -365,9 +416,8 @@ def _run_model(model: AgentModel, group: list[TrialSpec], env: TrialEnv, sink: _
 
 
 def _drive(todo: list[TrialSpec], env: TrialEnv, sink: _Committer) -> bool:
-    """Submit trials and commit each as it finishes. Returns True when interrupted."""
-    from agenteval.sandbox.docker import close_all_live
-
+    """Submit trials and commit each as it finishes. Returns True when interrupted; any other error
+    stops the trials still running (their sandboxes removed) and goes on up."""
     executor = sink.executor
     pending: set[Future[TrialRecord]] = {executor.submit(spec, env) for spec in todo}
     previous = _sigterm_as_interrupt()
@@ -378,24 +428,35 @@ def _drive(todo: list[TrialSpec], env: TrialEnv, sink: _Committer) -> bool:
                 _commit(fut, sink)
         return False
     except KeyboardInterrupt:
-        old = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not skip the cleanup
-        try:
-            env.cancel.set()
-            for fut in pending:
-                fut.cancel()
-            close_all_live()
-            close_all_streams()
-            executor.shutdown(cancel_pending=True)
-            for fut in pending:
-                if fut.done() and not fut.cancelled():
-                    _commit(fut, sink)
-            close_all_live()
-        finally:
-            signal.signal(signal.SIGINT, old)
+        _stop_trials(pending, env, sink, commit=True)
         return True
+    except BaseException:
+        _stop_trials(pending, env, sink, commit=False)
+        raise
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _stop_trials(pending: set["Future[TrialRecord]"], env: TrialEnv, sink: _Committer, commit: bool) -> None:
+    """Cancel what has not started, cut what runs (sandboxes removed, model streams closed), and
+    with ``commit`` record what finished meanwhile."""
+    from agenteval.sandbox.docker import close_all_live
+
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not skip the cleanup
+    try:
+        env.cancel.set()
+        for fut in pending:
+            fut.cancel()
+        close_all_live()
+        close_all_streams()
+        sink.executor.shutdown(cancel_pending=True)
+        for fut in pending if commit else ():
+            if fut.done() and not fut.cancelled():
+                _commit(fut, sink)
+        close_all_live()
+    finally:
+        signal.signal(signal.SIGINT, old)
 
 
 def _commit(fut: "Future[TrialRecord]", sink: _Committer) -> None:

@@ -5,11 +5,13 @@ variant. A task that fails this measures nothing (CI runs it on every task).
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from agenteval.errors import RunFailedError
 from agenteval.runner.run import RunObserver, RunOptions, execute_run
 
 
@@ -41,8 +43,14 @@ def validate_tasks(paths: list[str], repeat: int = 1, concurrency: int = 1, db: 
         store = db or Path(tmp) / "validate.duckdb"
         common = RunOptions(task_paths=paths, models=[], concurrency=concurrency, db=store, out=Path(tmp) / "reports",
                             allow_internet=allow_internet)
-        oracle = execute_run(dataclasses.replace(common, models=["oracle"], samples=repeat), observer, log)
-        nop = execute_run(dataclasses.replace(common, models=["nop"], samples=1), observer, log)
+        try:
+            oracle = execute_run(dataclasses.replace(common, models=["oracle"], samples=repeat), observer, log)
+            nop = execute_run(dataclasses.replace(common, models=["nop"], samples=1), observer, log)
+        except RunFailedError as e:  # its traceback would go with the scratch folder: keep it
+            kept = Path(tempfile.mkstemp(prefix="agenteval-validate-", suffix="-traceback.txt")[1])
+            shutil.copyfile(e.traceback_path, kept)
+            message = str(e).split("; resume with:", 1)[0].replace(e.traceback_path, str(kept))
+            raise RunFailedError(f"task validation failed: {message}", e.run_id, str(kept)) from e
     rows: dict[tuple[str, str], VariantValidation] = {}
     for r in oracle.records + nop.records:
         row = rows.setdefault((r.task, r.variant), VariantValidation(r.task, r.variant, repeat))

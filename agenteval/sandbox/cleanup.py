@@ -8,6 +8,8 @@ import socket
 import time
 from typing import TYPE_CHECKING
 
+from agenteval.processes import pid_alive
+
 if TYPE_CHECKING:
     import docker
 
@@ -34,7 +36,7 @@ def prune(client: "docker.DockerClient", *, everything: bool = False) -> tuple[i
         owner_host, _, pid = labels.get(OWNER_LABEL, "").partition(":")
         if owner_host != host or not pid.isdigit():
             return owner_host == host or not owner_host
-        return not _pid_alive(int(pid))
+        return not pid_alive(int(pid))
 
     containers = [c["Id"] for c in client.api.containers(all=True, filters={"label": LABEL})
                   if orphaned(c.get("Labels") or {})]
@@ -71,18 +73,3 @@ def remove_sandbox(client: "docker.DockerClient", containers: list[str], volumes
                 if attempt + 1 < volume_tries:
                     time.sleep(0.2)
     return removed_c, removed_v
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie (killed, not yet reaped) counts as gone.
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ", 1)[1][:1] != "Z"
-    except OSError:
-        return True

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from agenteval.records import FailureMode, TrialRecord
+from agenteval.records import FailureMode, RunStatus, TrialRecord
 from agenteval.runner import RunOptions, execute_run
 from agenteval.sandbox.cleanup import LABEL
 from agenteval.store import Store
@@ -192,7 +192,13 @@ def test_kill_9_then_prune_leaves_nothing(workdir: Path, docker_client: Any, pyt
     assert f"removed {len(containers)} containers" in pruned.stdout
     assert leftovers(docker_client) == ([], [])  # ...and prune removes what it left
     with Store(workdir / "db.duckdb") as store:  # the store survives a kill -9
-        assert store.run(store.latest_run_id()).status == "running"
+        run_id = store.latest_run_id()
+        [(stored,)] = store.con.execute("SELECT status FROM runs WHERE run_id = ?", [run_id]).fetchall()
+        assert stored == "running" and store.run(run_id).status is RunStatus.abandoned  # its process is gone
+    listed = subprocess.run([sys.executable, "-m", "agenteval", "runs", "--db", str(workdir / "db.duckdb")],
+                            capture_output=True, text=True, env=env, timeout=120)
+    [line] = [ln for ln in listed.stdout.splitlines() if run_id in ln]
+    assert "abandoned" in line and "running" not in line
 
 
 def test_prune_spares_sandboxes_of_live_runs(docker_client: Any, python_image: str) -> None:

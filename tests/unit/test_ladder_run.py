@@ -92,17 +92,21 @@ def test_options_survive_the_round_trip_through_the_run_record(tmp_path: Path) -
     assert back.db == tmp_path / "db.duckdb" and back.resume == "r1"  # where this invocation works stays its own
 
 
-def test_ctrl_c_while_quantizing_keeps_the_run_resumable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Stopped before its trials, a ladder is recorded as interrupted, with what --resume needs."""
-    from agenteval.errors import InterruptedRunError
+@pytest.mark.parametrize("stop", [KeyboardInterrupt, RuntimeError])
+def test_stopped_while_quantizing_keeps_the_run_resumable(stop: type[BaseException], tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stopped before its trials, by Ctrl-C or by an error, a ladder is recorded as interrupted or
+    failed (never running), with what --resume needs."""
+    from agenteval.errors import InterruptedRunError, RunFailedError
     from agenteval.ladder import run as ladder_run
     from agenteval.ladder.quantize import SourceModel
+    from agenteval.records import RunStatus
     from agenteval.store import Store
 
     source = SourceModel(path=tmp_path / "m-f16.gguf", quant="F16", params=50, file_bytes=100, sha256="ab" * 32)
 
     def stopped(*args: object, **kwargs: object) -> None:
-        raise KeyboardInterrupt
+        raise stop("injected while quantizing")
 
     monkeypatch.setattr(ladder_run, "read_source", lambda path: source)
     monkeypatch.setattr(ladder_run, "_check_can_run", lambda engine: None)
@@ -111,13 +115,20 @@ def test_ctrl_c_while_quantizing_keeps_the_run_resumable(tmp_path: Path, monkeyp
     opts = LadderOptions(source=source.path, quants=["Q4_K_M", "Q2_K"], kv_caches=["q8_0"],
                          task_paths=[str(Path(__file__).parents[1] / "fixtures" / "tasks" / "short")],
                          engine="llama-server", db=tmp_path / "db.duckdb", out=tmp_path / "reports")
-    with pytest.raises(InterruptedRunError, match="agenteval ladder --resume") as caught:
+    expected = InterruptedRunError if stop is KeyboardInterrupt else RunFailedError
+    with pytest.raises(expected, match="agenteval ladder --resume") as caught:
         ladder_run.run_ladder(opts, log=lambda m: None)
-    assert caught.value.exit_code == 130
+    assert caught.value.exit_code == (130 if stop is KeyboardInterrupt else 1)
     with Store(tmp_path / "db.duckdb", read_only=True) as store:
         [summary] = store.run_summaries()
         run = store.run(summary.run_id)
-    assert run.status == "interrupted" and summary.run_id in str(caught.value)
+    assert summary.run_id in str(caught.value)
+    if stop is KeyboardInterrupt:
+        assert run.status is RunStatus.interrupted
+    else:
+        assert run.status is RunStatus.failed and run.error == "RuntimeError: injected while quantizing"
+        assert isinstance(caught.value, RunFailedError)
+        assert "injected while quantizing" in Path(caught.value.traceback_path).read_text()
     assert run.models == ["F16", "F16@kv=q8_0", "Q4_K_M", "Q4_K_M@kv=q8_0", "Q2_K", "Q2_K@kv=q8_0"]
     stored = run.config["ladder"]
     assert stored["quants"] == ["Q4_K_M", "Q2_K"] and stored["engine"] == "llama-server"

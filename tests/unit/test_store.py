@@ -182,3 +182,40 @@ def test_read_only_open_brings_an_old_file_up_to_date(tmp_path: Path) -> None:
     with Store(path, read_only=True) as store:
         assert store.read_only
         assert store.con.execute("SELECT count(*) FROM trial_totals").fetchall() == [(1,)]
+
+
+def test_a_running_run_whose_process_is_gone_is_shown_abandoned(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from agenteval.processes import this_process
+    from agenteval.records import RunRecord, RunStatus, utcnow
+
+    child = subprocess.run([sys.executable, "-c", "from agenteval.processes import this_process; "
+                            "print(this_process())"], capture_output=True, text=True, check=True)
+    gone = child.stdout.strip()
+    with Store(tmp_path / "db.duckdb") as store:
+        for run_id, owner in (("alive", this_process()), ("gone", gone), ("unknown", None),
+                              ("elsewhere", "another-host:1:1")):
+            store.save_run(RunRecord(run_id=run_id, started_at=utcnow(), agenteval_version="0", models=[], tasks=[],
+                                     samples=1, concurrency=1, owner=owner))
+        store.save_run(RunRecord(run_id="ended", started_at=utcnow(), agenteval_version="0", models=[], tasks=[],
+                                 samples=1, concurrency=1, owner=gone, status=RunStatus.completed))
+        shown = {s.run_id: s.status for s in store.run_summaries()}
+        assert shown == {"alive": RunStatus.running, "gone": RunStatus.abandoned, "unknown": RunStatus.running,
+                         "elsewhere": RunStatus.running, "ended": RunStatus.completed}
+        assert store.run("gone").status is RunStatus.abandoned and store.run("alive").status is RunStatus.running
+        # readers never write: the row still says running
+        assert store.con.execute("SELECT status FROM runs WHERE run_id = 'gone'").fetchone() == ("running",)
+
+
+def test_a_pid_given_to_another_process_is_not_the_owner() -> None:
+    import os
+    import socket
+
+    from agenteval.processes import owner_gone, this_process
+
+    assert owner_gone(this_process()) is False
+    assert owner_gone(f"{socket.gethostname()}:{os.getpid()}:1") is True  # same pid, another start time
+    assert owner_gone(f"{socket.gethostname()}:{os.getpid()}") is False  # no start time: the pid decides
+    assert owner_gone("another-host:1:1") is None and owner_gone("not an owner") is None
