@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Callable
 
 from agenteval.errors import BadInputError
-from agenteval.sandbox.base import AGENT_UID, WORKSPACE
+from agenteval.sandbox.base import AGENT_UID, WORKSPACE, check_copyable
 from agenteval.task import Task, VariantSpec, load_task
 from agenteval.verify import VerifyOutcome, verify_trial
 
@@ -24,8 +24,9 @@ def pick_variant(task: Task, variant_id: str | None) -> VariantSpec:
 def verify_solution(task_path: str | Path, solution: str | Path, variant_id: str | None = None,
                     artifacts_dir: Path | None = None, log: Callable[[str], None] = print,
                     pass_threshold: float | None = None, allow_internet: bool = False) -> VerifyOutcome:
-    """Run ``task``'s verifier on the files in ``solution`` (copied into /workspace, which is also a
-    Harbor task's workdir, as the agent's)."""
+    """Run ``task``'s verifier on the files in ``solution``, copied into /workspace (also a Harbor
+    task's workdir, as the agent's) byte for byte: every file, dotfile and cache folder, with its
+    mode; a folder that cannot be copied so is refused."""
     from agenteval.runner.run import RunOptions, with_run_settings
     from agenteval.sandbox.docker import DockerSandbox
     from agenteval.sandbox.engine import connect
@@ -37,10 +38,11 @@ def verify_solution(task_path: str | Path, solution: str | Path, variant_id: str
     if not src.is_dir():
         raise BadInputError(f"{src}: no such folder (--solution takes the folder that becomes /workspace)")
     variant = pick_variant(task, variant_id)
+    check_copyable(src)
     client = connect()
     image = ensure_task_image(client, task.path, task.spec.sandbox, log)
     with DockerSandbox.for_spec(client, image, task.spec.sandbox, {"agenteval.run": "verify"}) as sandbox:
         for env_dir in task.environment_dirs(variant):
             sandbox.write_tree(WORKSPACE, env_dir, uid=AGENT_UID)
-        sandbox.write_tree(WORKSPACE, src, uid=AGENT_UID)
+        sandbox.write_tree(WORKSPACE, src, uid=AGENT_UID, every_file=True)
         return verify_trial(sandbox, task, variant, artifacts_dir, str(artifacts_dir or ""))

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
+from agenteval.errors import BadInputError
 from agenteval.records import ExecRecord
 from agenteval.task.files import task_file
 from agenteval.task.spec import WORKDIR, SandboxSpec, parse_size
@@ -107,6 +108,22 @@ def safe_relpath(path: str) -> str:
     return norm
 
 
+def check_copyable(src: Path) -> None:
+    """Refuse, in one line, a folder that cannot arrive in a sandbox byte for byte: one holding a
+    device, fifo or socket, or a file this process cannot read."""
+    for p in sorted(src.rglob("*")):
+        if p.is_symlink() or p.is_dir():
+            continue
+        if not p.is_file():
+            raise BadInputError(f"{p}: not a regular file, folder or symlink; only those can be copied into a "
+                                f"sandbox (remove it, or verify a copy without it)")
+        try:
+            with open(p, "rb"):
+                pass
+        except OSError as e:
+            raise BadInputError(f"{p}: cannot be read ({e.strerror or e}), so it cannot be copied as it is") from None
+
+
 def files_from_dir(src: Path) -> dict[str, FileEntry]:
     """Every regular file under ``src`` that belongs to a task (see ``task_file``), keeping the executable bit."""
     out: dict[str, FileEntry] = {}
@@ -144,8 +161,10 @@ class Sandbox(abc.ABC):
         """Write files (paths relative to ``dest``, parents created) owned by ``uid``."""
 
     @abc.abstractmethod
-    def write_tree(self, dest: str, src: Path, *, uid: int = AGENT_UID) -> None:
-        """Copy a local folder as it is (directories, modes, symlinks) into ``dest``, owned by ``uid``."""
+    def write_tree(self, dest: str, src: Path, *, uid: int = AGENT_UID, every_file: bool = False) -> None:
+        """Copy a local folder as it is (directories, modes, symlinks) into ``dest``, owned by ``uid``:
+        the files that belong to a task (``task_file``), or with ``every_file`` all of them, caches
+        and dotfiles included (a solution folder is judged as it is; see ``check_copyable``)."""
 
     @abc.abstractmethod
     def read_file(self, path: str, max_bytes: int = 16 * 1024**2) -> bytes | None:

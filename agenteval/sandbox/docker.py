@@ -352,13 +352,13 @@ class DockerSandbox(Sandbox):
                 tar.addfile(info, io.BytesIO(entry.content))
         self._put(root, buf.getvalue(), f"write files into {dest}")
 
-    def write_tree(self, dest: str, src: Path, *, uid: int = AGENT_UID) -> None:
+    def write_tree(self, dest: str, src: Path, *, uid: int = AGENT_UID, every_file: bool = False) -> None:
         root, prefix = self._split_mount(dest)
 
         def own(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
-            if not (info.isfile() or info.isdir() or info.issym()):
+            if not (info.isfile() or info.isdir() or info.issym() or info.islnk()):
                 return None  # devices, fifos: never copied into a sandbox
-            if not task_file(PurePosixPath(info.name)):
+            if not every_file and not task_file(PurePosixPath(info.name)):
                 return None
             info.uid = info.gid = uid
             info.uname = info.gname = ""

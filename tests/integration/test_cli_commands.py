@@ -90,3 +90,23 @@ def test_every_repository_task_validates(tmp_path: Path, docker_client: Any) -> 
     proc = agenteval("tasks", "validate", *tasks, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "variants ok" in proc.stdout
+
+
+@pytest.mark.parametrize("stray", ["__pycache__/tree.cpython-311.pyc", ".DS_Store", ".pytest_cache/v/cache/x"])
+def test_verify_judges_the_folder_as_it_is(stray: str, oracle_tree: Path, python_image: str) -> None:
+    """Caches and desktop files are part of a verified folder: the folder task forbids any entry
+    it did not ask for, so each stray one fails, named."""
+    path = oracle_tree / stray
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\x00stray")
+    proc = agenteval("verify", str(FOLDER), "--solution", str(oracle_tree), "--variant", "executable-script")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "FAIL" in proc.stdout and f"extra {stray.split('/')[0]}" in proc.stdout
+
+
+def test_verify_refuses_a_folder_it_cannot_copy_as_it_is(oracle_tree: Path, python_image: str) -> None:
+    os.mkfifo(oracle_tree / "pipe")
+    proc = agenteval("verify", str(FOLDER), "--solution", str(oracle_tree), "--variant", "executable-script")
+    assert proc.returncode == 2
+    [line] = proc.stderr.strip().splitlines()
+    assert "pipe: not a regular file, folder or symlink" in line

@@ -37,7 +37,7 @@ class MemorySandbox(Sandbox):
     def write_files(self, dest: str, files: dict[str, FileEntry], *, uid: int = AGENT_UID, dir_mode: int = 0o755) -> None:
         self.files.update({f"{dest}/{k}": v.content for k, v in files.items()})
 
-    def write_tree(self, dest: str, src: Path, *, uid: int = AGENT_UID) -> None: ...
+    def write_tree(self, dest: str, src: Path, *, uid: int = AGENT_UID, every_file: bool = False) -> None: ...
 
     def read_file(self, path: str, max_bytes: int = 1 << 24) -> bytes | None:
         return self.files.get(path)
