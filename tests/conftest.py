@@ -1,6 +1,13 @@
-"""Shared fixtures. Integration tests need a real Docker engine: they skip with
-the reason when none answers, unless AGENTEVAL_REQUIRE_DOCKER=1 (CI), where a
-missing engine is a failure, never a silent pass."""
+"""Shared fixtures, and the requirement gate every skip goes through.
+
+A test that needs a part this machine may lack (a Docker engine, a model server, the browser)
+asks ``requires(part)``, or calls ``missing(part, reason)`` where it found the part missing
+itself. Where ``AGENTEVAL_REQUIRE`` names the part (or is ``all``, as in CI), a missing part
+fails the test; elsewhere it skips with the reason. Parts CI's kind of machine cannot have at
+all (``CANNOT_HAVE_HERE``: a GPU) skip even then, and the session counts them. With
+``AGENTEVAL_REQUIRE=all``, a skip from anywhere else (``pytest.skip``, ``importorskip``, a
+``skipif`` mark) fails the session: a skipped check is never a pass.
+"""
 
 from __future__ import annotations
 
@@ -18,12 +25,82 @@ REPO = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
-def missing(reason: str, env: str = "AGENTEVAL_REQUIRE_SERVERS") -> NoReturn:
-    """A part the test needs is not here: skip with the reason, or fail where ``env`` is 1 (CI),
-    so a missing part is never a silent pass."""
-    if os.environ.get(env) == "1":
-        pytest.fail(f"{env}=1 but {reason}")
-    pytest.skip(reason)
+# What each part is and how to get it.
+PARTS: dict[str, str] = {
+    "docker": "a Docker engine (bash sandboxes/setup-engine.sh)",
+    "llamacpp": "llama-cpp-python (pip install -e '.[llamacpp]' --find-links \"$(bash .ci/llamacpp-wheel.sh)\")",
+    "serve": "torch, transformers and gguf (pip install -e '.[serve]')",
+    "llama-server": "llama.cpp's llama-server, llama-quantize and llama-perplexity (bash .ci/llama-server.sh)",
+    "real-models": "the SmolLM2 and Gemma 3 GGUFs (bash .ci/real-models.sh)",
+    "browser": "a headless Chromium, its chromedriver and selenium (bash tests/setup-browser.sh)",
+    "ray": "Ray (pip install -e '.[ray]')",
+    "wheel-cache": "the llama-cpp-python wheel (bash .ci/llamacpp-wheel.sh)",
+    "git": "a git checkout of the repository",
+    "root": "root, to run code as other uids (the verifier's solution identity)",
+    "gpu": "an NVIDIA GPU",
+}
+CANNOT_HAVE_HERE = frozenset({"gpu"})  # CI's machines have none: skipped and counted, even where all is required
+GATE = "requires "  # how every skip reason of the gate begins: 'requires PART: why'
+_MODULES = {"llamacpp": ("llama_cpp", "numpy"), "serve": ("torch", "transformers", "gguf"), "ray": ("ray",)}
+
+
+def _wanted() -> set[str]:
+    return {p.strip() for p in os.environ.get("AGENTEVAL_REQUIRE", "").split(",") if p.strip()}
+
+
+def required(part: str) -> bool:
+    """Whether a missing ``part`` fails (``AGENTEVAL_REQUIRE`` = all, or a comma list naming it)."""
+    return part not in CANNOT_HAVE_HERE and bool({"all", part} & _wanted())
+
+
+def missing(part: str, reason: str) -> NoReturn:
+    """``part`` is not here (``reason`` says what was looked for): fail where it is required, else
+    skip, naming the part, so a missing part is never a silent pass."""
+    if part not in PARTS:
+        raise ValueError(f"unknown part {part!r}: one of {', '.join(PARTS)}")
+    if required(part):
+        pytest.fail(f"AGENTEVAL_REQUIRE={os.environ.get('AGENTEVAL_REQUIRE')} but {part} is missing: {reason} "
+                    f"(needs {PARTS[part]})")
+    pytest.skip(f"{GATE}{part}: {reason} (needs {PARTS[part]})")
+
+
+def requires(part: str) -> None:
+    """Go on only where ``part`` is here: the Python packages of an extra, or Ray's command."""
+    import importlib.util
+
+    absent = [m for m in _MODULES.get(part, ()) if importlib.util.find_spec(m) is None]
+    if part == "ray" and shutil.which("ray") is None:
+        absent.append("the ray command")
+    if absent:
+        missing(part, f"{', '.join(absent)} not installed")
+    if part not in _MODULES:
+        raise ValueError(f"requires({part!r}) cannot check that part itself: call missing({part!r}, reason)")
+
+
+def _skip_reason(report: Any) -> str:
+    longrepr = report.longrepr
+    text = longrepr[2] if isinstance(longrepr, tuple) and len(longrepr) == 3 else str(longrepr)
+    return text.removeprefix("Skipped: ")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """With AGENTEVAL_REQUIRE=all: a skip the gate did not allow fails the session; the allowed
+    ones (parts this machine cannot have) are counted in one line that .ci/run prints."""
+    if "all" not in _wanted():
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skips = [_skip_reason(r) for r in (reporter.stats.get("skipped", []) if reporter else [])]
+    allowed = [s for s in skips if any(s.startswith(f"{GATE}{p}:") for p in CANNOT_HAVE_HERE)]
+    by_part = {p: sum(s.startswith(f"{GATE}{p}:") for s in allowed) for p in sorted(CANNOT_HAVE_HERE)}
+    if reporter:
+        reporter.write_line(f"requirement gate: {len(allowed)} checks skipped for parts this machine cannot have: "
+                            + ", ".join(f"{p} ({n})" for p, n in by_part.items()))
+    others = [s for s in skips if s not in allowed]
+    if others:
+        if reporter:
+            for s in others[:20]:
+                reporter.write_line(f"requirement gate: a skip is not a pass here: {s}", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -66,9 +143,7 @@ def docker_client() -> Any:
     try:
         return connect()
     except EngineUnavailableError as e:
-        if os.environ.get("AGENTEVAL_REQUIRE_DOCKER") == "1":
-            pytest.fail(f"AGENTEVAL_REQUIRE_DOCKER=1 but {e}")
-        pytest.skip(f"needs a Docker engine: {e}")
+        missing("docker", str(e))
 
 
 @pytest.fixture(scope="session")

@@ -4,12 +4,11 @@ trial runs the text protocol from the first call, and the model's bash block
 runs in the real sandbox.
 
 The GGUF file comes from ``.ci/real-models.sh`` (it downloads 350 MB once into
-its cache). The test skips when the file is absent, unless
-AGENTEVAL_REQUIRE_SERVERS=1 (CI), where the script is run to fetch it."""
+its cache). The test skips when the file is absent, unless the requirement gate requires
+real-models (CI), where the script is run to fetch it."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 from pathlib import Path
@@ -19,7 +18,7 @@ import pytest
 
 from agenteval.records import ToolProtocol
 from agenteval.runner import RunOptions, execute_run
-from tests.conftest import REPO
+from tests.conftest import REPO, missing, required, requires
 
 pytestmark = pytest.mark.docker
 SMOLLM2 = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -34,17 +33,12 @@ with Verdict() as v:
 
 
 def smollm2() -> Path:
-    required = os.environ.get("AGENTEVAL_REQUIRE_SERVERS") == "1"
-    if importlib.util.find_spec("llama_cpp") is None:
-        reason = "needs llama-cpp-python (pip install -e '.[llamacpp]')"
-        if required:
-            pytest.fail(f"AGENTEVAL_REQUIRE_SERVERS=1 but it {reason}")
-        pytest.skip(reason)
+    requires("llamacpp")
     cache = Path(os.environ.get("AGENTEVAL_CACHE")
                  or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "agenteval") / "models"
     if not (cache / SMOLLM2).is_file():
-        if not required:
-            pytest.skip(f"{cache / SMOLLM2} is absent: `bash .ci/real-models.sh` fetches it (350 MB, once)")
+        if not required("real-models"):
+            missing("real-models", f"{cache / SMOLLM2} is absent (350 MB, fetched once)")
         folder = subprocess.run(["bash", str(REPO / ".ci" / "real-models.sh")], capture_output=True, text=True,
                                 check=True, timeout=1800).stdout.strip()
         cache = Path(folder)

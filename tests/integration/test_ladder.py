@@ -3,12 +3,11 @@ real DuckDB file, the ladder page in headless Chromium.
 
 The random-weight test model at F16 makes the rungs; SmolLM2 135M Instruct (a Q4_1 file
 from PyPI) shows that a requantized ladder completes and says so. Without the llama.cpp
-build, the downloads, Docker or the browser these skip with the reason, unless the
-AGENTEVAL_REQUIRE_* variables make that a failure (CI)."""
+build, the downloads, Docker or the browser the requirement gate (tests/conftest.py) skips
+them with the reason, or fails them in CI."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import signal
@@ -21,7 +20,7 @@ from typing import Any
 import pytest
 
 from agenteval.store import Store
-from tests.conftest import missing
+from tests.conftest import missing, requires
 
 REPO = Path(__file__).resolve().parents[2]
 SHORT = REPO / "tests" / "fixtures" / "tasks" / "short"
@@ -35,14 +34,13 @@ def llama_cpp_tools() -> None:
     from agenteval.models.engines.llama_server import find_binary
 
     if not (find_binary() and find_quantizer() and find_perplexity_tool()):
-        missing("llama-server, llama-quantize and llama-perplexity are not built (bash .ci/llama-server.sh)")
+        missing("llama-server", "llama-server, llama-quantize and llama-perplexity are not built")
 
 
 @pytest.fixture(scope="module")
 def tiny_f16(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    missing = [m for m in ("torch", "transformers", "gguf", "llama_cpp") if importlib.util.find_spec(m) is None]
-    if missing:
-        missing(f"it needs {', '.join(missing)} (pip install -e '.[serve,llamacpp]')")
+    requires("serve")
+    requires("llamacpp")
     from agenteval.models.gguf import write_gguf
     from agenteval.models.testmodel import create_test_model
 
@@ -188,7 +186,7 @@ def test_the_ladder_page_renders_in_chromium(workdir: Path, tiny_f16: Path, llam
 
     reason = browser_missing()
     if reason:
-        missing(reason, "AGENTEVAL_REQUIRE_BROWSER")
+        missing("browser", reason)
     done = run_cli(workdir, str(tiny_f16), str(SHORT), "--quants", "Q4_K_M", "--samples", "1", "--kl-text",
                    str(KL_TEXT), "--context", "2048", "--db", str(workdir / "db.duckdb"), "--out",
                    str(workdir / "reports"))
@@ -211,7 +209,7 @@ def test_a_requantized_smollm2_ladder_is_refused_then_labelled(workdir: Path, ll
 
     smol = Path(os.environ.get("AGENTEVAL_REAL_MODELS") or model_cache_dir()) / DOWNLOADS["smollm2"].file
     if not smol.is_file():
-        missing(f"{smol} is missing (bash .ci/real-models.sh)")
+        missing("real-models", f"{smol} is missing (bash .ci/real-models.sh)")
     args = [str(smol), str(REPO / "tasks" / "folder"), "--variant", "folder/one-file", "--quants", "Q4_0,Q2_K",
             "--samples", "1", "--max-steps", "3", "--agent-timeout", "60", "--db", str(workdir / "db.duckdb"),
             "--out", str(workdir / "reports")]

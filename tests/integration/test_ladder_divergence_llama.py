@@ -3,8 +3,8 @@ quantized here by llama.cpp) measured by llama-perplexity and by llama-cpp-pytho
 SmolLM2 Q4_1 against a Q4_0 requantization of it over two seed tasks' instructions.
 
 They need llama-perplexity (``bash .ci/llama-server.sh``, or $AGENTEVAL_LLAMA_PERPLEXITY)
-and llama-cpp-python; without them they skip with the reason, unless
-AGENTEVAL_REQUIRE_SERVERS=1 (CI), where that is a failure."""
+and llama-cpp-python; without them the requirement gate
+(tests/conftest.py) skips with the reason, or fails in CI."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ RUNGS = ("Q8_0", "Q4_K_M", "Q4_0")
 def perplexity_tool() -> Path:
     found = dv.find_perplexity_tool()
     if found is None or not os.access(found, os.X_OK):
-        missing("no llama-perplexity binary (run: bash .ci/llama-server.sh, or set AGENTEVAL_LLAMA_PERPLEXITY "
+        missing("llama-server", "no llama-perplexity binary (run: bash .ci/llama-server.sh, or set AGENTEVAL_LLAMA_PERPLEXITY "
                  "to it or its folder)")
     assert found is not None
     return found
@@ -45,7 +45,7 @@ def perplexity_tool() -> Path:
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The random-weight model as F16 and as each rung, quantized by llama.cpp."""
     if importlib.util.find_spec("llama_cpp") is None:
-        missing("needs llama-cpp-python (pip install -e '.[llamacpp]')")
+        missing("llamacpp", "llama_cpp is not installed")
     from agenteval.models.gguf import quantize
     from agenteval.models.testmodel import create_test_model
 
@@ -53,7 +53,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     try:
         create_test_model(folder, gguf="F16")
     except BadInputError as e:
-        missing(str(e))
+        missing("serve", str(e))
     files = {"F16": folder / "model-f16.gguf"}
     for quant in RUNGS:
         files[quant] = quantize(files["F16"], folder / f"rung-{quant}.gguf", quant)
@@ -160,9 +160,9 @@ def test_smollm2_q4_0_requantized(perplexity_tool: Path, tmp_path: Path) -> None
     spec = DOWNLOADS["smollm2"]
     source = Path(os.environ.get("AGENTEVAL_REAL_MODELS") or model_cache_dir()) / spec.file
     if not source.is_file() or source.stat().st_size != spec.size:
-        missing(f"SmolLM2 is not at {source} (run: bash .ci/real-models.sh, and set AGENTEVAL_REAL_MODELS)")
+        missing("real-models", f"SmolLM2 is not at {source} (run: bash .ci/real-models.sh, and set AGENTEVAL_REAL_MODELS)")
     if importlib.util.find_spec("llama_cpp") is None:
-        missing("needs llama-cpp-python (pip install -e '.[llamacpp]')")
+        missing("llamacpp", "llama_cpp is not installed")
     import llama_cpp
 
     rung = tmp_path / "SmolLM2-135M-Instruct.Q4_0.gguf"

@@ -3,8 +3,8 @@ GGUF, quantized to Q8_0, Q4_K_M and Q2_K by llama-quantize and by llama-cpp-pyth
 requantized only when allowed, and never taken from a half-written file.
 
 They need llama.cpp's llama-quantize (``bash .ci/llama-server.sh``, or
-$AGENTEVAL_LLAMA_QUANTIZE) and llama-cpp-python (``pip install -e '.[llamacpp]'``); without
-them they skip with the reason, unless AGENTEVAL_REQUIRE_SERVERS=1 (CI), where that is a failure."""
+$AGENTEVAL_LLAMA_QUANTIZE) and llama-cpp-python (``pip install -e '.[llamacpp]'``); without them the requirement gate
+(tests/conftest.py) skips with the reason, or fails in CI."""
 
 from __future__ import annotations
 
@@ -77,7 +77,7 @@ def f16_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
         create_test_model(folder)
         return write_gguf(folder, folder / "model-f16.gguf")
     except BadInputError as e:
-        missing(str(e))
+        missing("serve", str(e))
         raise
 
 
@@ -86,7 +86,7 @@ def quantizer_binary() -> Path:
     found = find_quantizer()
     if found is None or not os.access(found, os.X_OK):
         where = f"{found} is not an executable file" if found else "none found"
-        missing(f"no llama-quantize binary: {where} (run: bash .ci/llama-server.sh, or set "
+        missing("llama-server", f"no llama-quantize binary: {where} (run: bash .ci/llama-server.sh, or set "
                  f"AGENTEVAL_LLAMA_QUANTIZE to the binary or its folder)")
     assert found is not None
     return found
@@ -99,7 +99,7 @@ def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
         request.getfixturevalue("quantizer_binary")
     else:
         if importlib.util.find_spec("llama_cpp") is None:
-            missing("needs llama-cpp-python (pip install -e '.[llamacpp]')")
+            missing("llamacpp", "llama_cpp is not installed")
         monkeypatch.setattr(quantize, "find_quantizer", lambda: None)
     return str(request.param)
 

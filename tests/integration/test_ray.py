@@ -2,13 +2,11 @@
 slots, where the driver connects) and two worker nodes with ``docker: 2`` each,
 started with ``ray start`` and stopped with ``ray stop --force``.
 
-Skips when ray is not installed, unless AGENTEVAL_REQUIRE_RAY=1 (CI), where
-that is a failure.
+Needs Ray (the requirement gate in tests/conftest.py skips without it, or fails in CI).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -27,7 +25,7 @@ import pytest
 from agenteval.runner import RunOptions, execute_run
 from agenteval.records import TrialRecord
 from agenteval.sandbox.cleanup import LABEL, OWNER_LABEL
-from tests.conftest import REPO, missing
+from tests.conftest import REPO, requires
 
 pytestmark = pytest.mark.docker
 TASK = REPO / "tasks" / "folder"
@@ -54,14 +52,9 @@ def _ray(*args: str, env: dict[str, str]) -> None:
     assert proc.returncode == 0, f"ray {' '.join(args)} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
 
 
-def require_ray() -> None:
-    if importlib.util.find_spec("ray") is None or shutil.which("ray") is None:
-        missing("Ray is not installed: pip install 'agenteval[ray]'", "AGENTEVAL_REQUIRE_RAY")
-
-
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
-    require_ray()
+    requires("ray")
     temp_dir = Path(tempfile.mkdtemp(prefix="aeray-", dir="/tmp"))  # short: Ray's socket paths must fit
     env = _ray_env(temp_dir / "home")
     port = _free_port()

@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from tests.conftest import REPO
-from tests.integration.test_ray import _free_port, _ray, _ray_env, require_ray
+from tests.conftest import requires
+from tests.integration.test_ray import _free_port, _ray, _ray_env
 
 pytestmark = pytest.mark.docker
 
@@ -24,7 +25,7 @@ def test_local_mode_leaves_nothing_that_breaks_a_later_cluster(tmp_path: Path, d
     """``--ray-address local`` starts a private cluster and removes it: no ~/.ray/auth_token (Ray
     2.59+ writes one for a new local cluster), no /tmp/ray, no Ray process; afterwards a cluster
     started by hand on the same machine, head and worker, still forms."""
-    require_ray()
+    requires("ray")
     home, temp = tmp_path / "home", Path(tempfile.mkdtemp(prefix="ae-", dir="/tmp"))  # short: socket paths
     env = _ray_env(home) | {"TMPDIR": str(temp), "PYTHONPATH": str(REPO), "AGENTEVAL_SANDBOXES": str(REPO / "sandboxes")}
     try:

@@ -5,8 +5,8 @@ and as agenteval's built-in aliases (``smollm2``, ``gemma3-ls``).
 
 They need the downloads (``bash .ci/real-models.sh``; the folder it prints, or
 $AGENTEVAL_REAL_MODELS) and the llama-server build (``bash .ci/llama-server.sh``, or
-$AGENTEVAL_LLAMA_SERVER); without them they skip with the reason, unless
-AGENTEVAL_REQUIRE_SERVERS=1 (CI), where that is a failure."""
+$AGENTEVAL_LLAMA_SERVER); without them the requirement gate
+(tests/conftest.py) skips with the reason, or fails in CI."""
 
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ def real_models() -> Path:
     for spec in DOWNLOADS.values():
         f = folder / spec.file
         if not f.is_file() or f.stat().st_size != spec.size:
-            missing(f"the real models are not in {folder} (run: bash .ci/real-models.sh, and set "
+            missing("real-models", f"the real models are not in {folder} (run: bash .ci/real-models.sh, and set "
                      f"AGENTEVAL_REAL_MODELS to the folder it prints)")
     return folder
 
@@ -62,7 +62,7 @@ def real_models() -> Path:
 def llama_server_binary() -> Path:
     found = find_binary()
     if found is None or not os.access(found, os.X_OK):
-        missing("no llama-server binary (run: bash .ci/llama-server.sh, and set AGENTEVAL_LLAMA_SERVER to the "
+        missing("llama-server", "no llama-server binary (run: bash .ci/llama-server.sh, and set AGENTEVAL_LLAMA_SERVER to the "
                  "folder it prints)")
     assert found is not None
     return found
@@ -71,7 +71,7 @@ def llama_server_binary() -> Path:
 @pytest.fixture(scope="session")
 def llama_cpp_python() -> None:
     if importlib.util.find_spec("llama_cpp") is None:
-        missing("needs llama-cpp-python (pip install -e '.[llamacpp]')")
+        missing("llamacpp", "llama_cpp is not installed")
 
 
 def _serve(argv: list[str], port: int, log: Path) -> Iterator[str]:

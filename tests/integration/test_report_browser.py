@@ -3,14 +3,12 @@ lands on a file of the site, the leaderboard is drawn, and a trial full of
 hostile model output stays inert text.
 
 Needs Chromium, chromedriver and selenium (``tests/setup-browser.sh``), not
-Docker. Without them the tests skip with the reason, unless
-AGENTEVAL_REQUIRE_BROWSER=1, where a missing browser is a failure.
+Docker; without them the requirement gate (tests/conftest.py) skips, or fails in CI.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 import struct
 import time
 import zlib
@@ -28,6 +26,7 @@ from agenteval.records import (
 )
 from agenteval.report import render_report
 from agenteval.store import Store
+from tests.conftest import missing
 from tests.browser import browser_missing, console_errors, decode_png, full_page_screenshot, headless_chromium, page_links
 
 RUN_ID = "browser-run-1"
@@ -190,9 +189,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> BuiltSite:
 def driver() -> Iterator[Any]:
     reason = browser_missing()
     if reason:
-        if os.environ.get("AGENTEVAL_REQUIRE_BROWSER") == "1":
-            pytest.fail(f"AGENTEVAL_REQUIRE_BROWSER=1 but {reason}")
-        pytest.skip(f"needs a headless Chromium: {reason}")
+        missing("browser", reason)
     with headless_chromium() as d:
         yield d
 

@@ -1,12 +1,10 @@
 """Real model servers started by agenteval's lifecycle code: `transformers serve`
 on the tiny random-weight model, and llama-cpp-python's server on its Q4_K_M GGUF.
 
-They need the serve and llamacpp extras; without them the tests skip with the
-reason, unless AGENTEVAL_REQUIRE_SERVERS=1 (CI), where that is a failure."""
+They need the serve and llamacpp extras (the requirement gate in tests/conftest.py)."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import signal
 import subprocess
@@ -22,7 +20,7 @@ from agenteval.errors import ServerStartError
 from agenteval.models.engines import create_engine
 from agenteval.models.served import ServedModel, build_served
 from agenteval.models.servers import ManagedServer
-from tests.conftest import FIXTURES, REPO
+from tests.conftest import FIXTURES, REPO, requires
 
 TOOLS = [{"type": "function", "function": {"name": "write_file", "description": "Write a file",
                                            "parameters": {"type": "object", "properties": {
@@ -31,18 +29,10 @@ TOOLS = [{"type": "function", "function": {"name": "write_file", "description": 
 MESSAGES = [{"role": "user", "content": "Write hello into a.txt"}]
 
 
-def _require(*modules: str) -> None:
-    missing = [m for m in modules if importlib.util.find_spec(m) is None]
-    if missing:
-        reason = f"needs {', '.join(missing)} (pip install -e '.[serve,llamacpp]')"
-        if os.environ.get("AGENTEVAL_REQUIRE_SERVERS") == "1":
-            pytest.fail(f"AGENTEVAL_REQUIRE_SERVERS=1 but it {reason}")
-        pytest.skip(reason)
-
-
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    _require("torch", "transformers", "gguf", "llama_cpp")
+    requires("serve")
+    requires("llamacpp")
     from agenteval.models.testmodel import create_test_model
 
     directory = tmp_path_factory.mktemp("tiny")

@@ -10,6 +10,7 @@ import pytest
 
 from agenteval.errors import BadInputError, ClusterError
 from agenteval.runner.executor import ExecutorRequest, LocalExecutor, create_executor
+from tests.conftest import requires
 
 
 def _request(name: str, models: dict[str, Any] | None = None, address: str | None = None) -> ExecutorRequest:
@@ -35,13 +36,13 @@ def test_ray_missing_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> No
 
 
 def test_ray_refuses_models_whose_server_agenteval_starts() -> None:
-    pytest.importorskip("ray")
+    requires("ray")
     served = SimpleNamespace(server=SimpleNamespace(cfg=SimpleNamespace(engine="llamacpp")))
     with pytest.raises(ClusterError, match="model tiny: agenteval starts its server .*openai:NAME@http"):
         create_executor(_request("ray", models={"tiny": served}))
 
 
 def test_ray_bad_address_fails_fast() -> None:
-    pytest.importorskip("ray")
+    requires("ray")
     with pytest.raises(BadInputError, match="bad --ray-address 'nowhere'"):
         create_executor(_request("ray", address="nowhere"))

@@ -24,6 +24,7 @@ from typing import Any
 
 import jinja2
 import pytest
+from tests.conftest import missing
 
 REPO = Path(__file__).resolve().parents[2]
 TASK = REPO / "tasks" / "folder"
@@ -436,7 +437,12 @@ def _other_user_python() -> str | None:
 
 
 OTHER_PYTHON = _other_user_python()
-needs_other_user = pytest.mark.skipif(OTHER_PYTHON is None, reason="needs root to run the verifier as another uid")
+
+
+@pytest.fixture
+def other_user() -> None:
+    if OTHER_PYTHON is None:
+        missing("root", "no python3 runs as another uid here")
 
 
 @pytest.fixture
@@ -450,7 +456,7 @@ def shared_ws() -> Iterator[Path]:
         shutil.rmtree(top)
 
 
-@needs_other_user
+@pytest.mark.usefixtures("other_user")
 @pytest.mark.parametrize("vid", IDS)
 def test_other_user_verifies_the_oracle(shared_ws: Path, vid: str) -> None:
     assert OTHER_PYTHON is not None
@@ -458,7 +464,7 @@ def test_other_user_verifies_the_oracle(shared_ws: Path, vid: str) -> None:
     assert not failing(checks), {n: checks[n]["message"] for n in failing(checks)}
 
 
-@needs_other_user
+@pytest.mark.usefixtures("other_user")
 def test_other_user_reports_what_it_cannot_read(shared_ws: Path) -> None:
     assert OTHER_PYTHON is not None
     vid = "python-project"

@@ -15,6 +15,7 @@ import pytest
 
 from agenteval.errors import BadInputError
 from agenteval.ladder import divergence as dv
+from tests.conftest import requires
 from agenteval.ladder import divergence_numpy as dn
 from agenteval.ladder.divergence import (
     MIN_TOKENS,
@@ -182,7 +183,8 @@ def test_logits_file_size_is_two_bytes_per_vocab_entry_and_position() -> None:
 # ---- numpy scoring (the llama-cpp-python method) ----
 
 def test_encoded_log_probs_round_trip_within_the_top_16_nats() -> None:
-    np = pytest.importorskip("numpy")
+    requires("llamacpp")
+    import numpy as np
     rng = np.random.default_rng(0)
     logits = (rng.normal(size=(5, 33)) * 6).astype(np.float32)
     logits[0] = 0.0  # a flat row
@@ -194,7 +196,8 @@ def test_encoded_log_probs_round_trip_within_the_top_16_nats() -> None:
 
 
 def test_scores_match_a_direct_kl_and_top1() -> None:
-    np = pytest.importorskip("numpy")
+    requires("llamacpp")
+    import numpy as np
     rng = np.random.default_rng(1)
     base_logits = (rng.normal(size=(40, 50)) * 3).astype(np.float32)
     rung_logits = (base_logits + rng.normal(size=base_logits.shape) * 0.5).astype(np.float32)

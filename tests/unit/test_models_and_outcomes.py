@@ -11,6 +11,7 @@ from agenteval.models import AgentOutcome, ModelSpec, create_model, providers
 from agenteval.records import Check, FailureMode, Verdict
 from agenteval.runner.trial import classify
 from agenteval.verify import VerifyOutcome
+from tests.conftest import requires
 
 
 @pytest.mark.parametrize("text,provider,name,url", [
@@ -228,7 +229,8 @@ def test_gguf_file_types_are_named_as_llama_cpp_names_them(file_type: int, name:
 
 
 def test_the_file_type_table_matches_the_gguf_package() -> None:
-    gguf = pytest.importorskip("gguf")
+    requires("serve")
+    import gguf
     from agenteval.models.gguf import LLAMA_FTYPES
 
     for member in gguf.LlamaFileType:
@@ -325,7 +327,8 @@ def test_llama_server_engine_command_line_and_binary(tmp_path: Path, monkeypatch
 
 
 def test_a_model_without_a_chat_template_is_warned_and_flagged(tmp_path: Path) -> None:
-    gguf = pytest.importorskip("gguf")
+    requires("serve")
+    import gguf
     from agenteval.config import ChatTemplateName, EngineName, ModelConfig
     from agenteval.models.engines import create_engine
     from agenteval.models.servers import ManagedServer
