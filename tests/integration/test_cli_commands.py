@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tomllib
@@ -42,7 +43,7 @@ def oracle_tree(tmp_path: Path) -> Path:
 def test_verify_passes_the_oracle_tree(oracle_tree: Path, python_image: str) -> None:
     proc = agenteval("verify", str(FOLDER), "--solution", str(oracle_tree), "--variant", "executable-script")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "pass:" in proc.stdout and "FAIL" not in proc.stdout
+    assert re.search(r"^pass: [1-9]\d* checks$", proc.stdout, re.M) and "FAIL" not in proc.stdout, proc.stdout
 
 
 def test_verify_fails_a_mutated_tree_and_names_the_check(oracle_tree: Path, python_image: str) -> None:

@@ -146,7 +146,7 @@ def test_oracle_passes_and_nop_fails_end_to_end(workdir: Path, docker_client: An
     for a in pngs:
         assert (opts.out / result.run.run_id / a.path).read_bytes().startswith(b"\x89PNG")
     assert not nop.passed and nop.failure_mode is FailureMode.verify_failed
-    assert nop.verdict is not None and not any(c.passed for c in nop.verdict.checks)
+    assert nop.verdict is not None and nop.verdict.checks and not any(c.passed for c in nop.verdict.checks)
     assert "flappy.py" in nop.verdict.checks[0].message
     mine = {"label": f"agenteval.run={result.run.run_id}"}   # other runs may share the engine
     assert docker_client.api.containers(all=True, filters=mine) == []

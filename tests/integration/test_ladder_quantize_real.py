@@ -119,6 +119,7 @@ def test_rungs_shrink_with_bits_and_come_back_from_the_cache(
     console = capfd.readouterr()
     assert "llama_model_quantize" not in console.out + console.err  # the quantizer's output goes to its log
     ref = reference_rung(source)
+    assert [r.quant for r in rungs] == ["Q8_0", "Q4_K_M", "Q2_K"]  # zip below would stop at a short list
     for r, quant in zip(rungs, ["Q8_0", "Q4_K_M", "Q2_K"]):
         assert r.quant == quant and gguf_info(r.path)["quantization"] == quant
         assert "llama_model_quantize" in r.path.with_suffix(".log").read_text()
@@ -138,7 +139,7 @@ def test_rungs_shrink_with_bits_and_come_back_from_the_cache(
 
     monkeypatch.setattr(subprocess, "run", no_quantizer)
     again = make(source, ["Q8_0", "Q4_K_M", "Q2_K"], tmp_path / "rungs")
-    assert all(a.cached and a.quantize_s is None for a in again)
+    assert len(again) == 3 and all(a.cached and a.quantize_s is None for a in again)
     assert [(a.path, a.sha256, a.quantizer) for a in again] == [(r.path, r.sha256, r.quantizer) for r in rungs]
     assert [a.path.stat().st_mtime_ns for a in again] == mtimes
 

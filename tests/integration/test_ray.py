@@ -97,8 +97,9 @@ def test_ray_run_matches_local_run(cluster: Cluster, docker_client: Any, workdir
     remote = _run(workdir, "ray", executor="ray", ray_address=cluster.address)
     assert len(remote.records) == 2 * 2 * len(VARIANTS)
     assert _outcomes(remote.records) == _outcomes(local.records)
-    assert all(r.passed for r in remote.records if r.model == "oracle")
-    assert not any(r.passed for r in remote.records if r.model == "nop")
+    by_model = {m: [r for r in remote.records if r.model == m] for m in ("oracle", "nop")}
+    assert len(by_model["oracle"]) == len(by_model["nop"]) == 2 * len(VARIANTS)
+    assert all(r.passed for r in by_model["oracle"]) and not any(r.passed for r in by_model["nop"])
     assert remote.run.status == "completed" and remote.run.config["executor"] == "ray"
     assert {r.task_path for r in remote.records} == {r.task_path for r in local.records}
     assert all(r.fingerprint.image_id and r.fingerprint.docker_version for r in remote.records)

@@ -216,8 +216,10 @@ def _visit(driver: Any, page: Path) -> Visit:
 
 @pytest.fixture(scope="module")
 def visits(built: BuiltSite, driver: Any) -> dict[str, Visit]:
-    """Every page of the site, loaded once in Chromium."""
-    return {p.relative_to(built.root).as_posix(): _visit(driver, p) for p in built.pages}
+    """Every page of the site, loaded once in Chromium (the tests over every page need some)."""
+    pages = {p.relative_to(built.root).as_posix(): _visit(driver, p) for p in built.pages}
+    assert {"index.html", "trials/page-1.html"} <= set(pages) and len(pages) > 5, sorted(pages)
+    return pages
 
 
 def test_the_site_has_every_kind_of_page(built: BuiltSite) -> None:
@@ -331,7 +333,8 @@ def test_hostile_text_is_inert_on_every_page_that_shows_it(built: BuiltSite, vis
     # the trial list shows the error and the leaderboard the latest fingerprint: both hostile
     for rel in ("trials/page-1.html", "index.html"):
         assert "&lt;script&gt;window.__pwned=1" in (built.root / rel).read_text(errors="replace"), rel
-        assert not any("javascript:" in link.lower() for link in visits[rel].links)
+        links = visits[rel].links
+        assert links and not any("javascript:" in link.lower() for link in links), rel
 
 
 def test_screenshot_of_a_trial_loads_from_the_copied_artifacts(built: BuiltSite, driver: Any) -> None:

@@ -71,6 +71,10 @@ INJECTIONS: dict[str, Callable[[pytest.MonkeyPatch], None]] = {
     "commit": _second_commit_fails,
     "report render": lambda mp: mp.setattr("agenteval.report.render_run", _raise("injected in the report")),
 }
+# Trials recorded before the error, of the four (two of "done", then two of oracle, one at a time): none
+# when "done"'s server or its first trial fails, the first when the second commit does, all four when
+# only the report is left.
+KEPT = {"server start": 0, "trial": 0, "commit": 1, "report render": 4}
 
 
 @pytest.mark.parametrize("phase", list(INJECTIONS))
@@ -105,6 +109,7 @@ def test_an_error_marks_the_run_failed_and_resume_finishes_it(phase: str, workdi
     with Store(workdir / "db.duckdb", read_only=True) as store:
         run = store.run(run_id)
         kept = {r.key: r.trial_id for r in store.trials(run_id)}
+    assert len(kept) == KEPT[phase], sorted(kept)
     assert run.status is RunStatus.failed and run.error and "injected" in run.error
     assert _servers(mark) == [], "the model server agenteval started is still running"
     assert leftovers(docker_client) == ([], [])
@@ -115,7 +120,7 @@ def test_an_error_marks_the_run_failed_and_resume_finishes_it(phase: str, workdi
     with Store(workdir / "db.duckdb", read_only=True) as store:
         assert store.run(run_id).status is RunStatus.completed
         done = {r.key: r.trial_id for r in store.trials(run_id)}
-    assert len(done) == 4 and all(done[k] == v for k, v in kept.items())  # nothing ran twice
+    assert len(done) == 4 and {k: done[k] for k in kept} == kept  # nothing ran twice
     assert (workdir / "reports" / run_id / "index.html").is_file()
     assert _servers(mark) == []
     assert leftovers(docker_client) == ([], [])

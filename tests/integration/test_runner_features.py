@@ -42,7 +42,7 @@ def test_kill_9_then_resume_runs_exactly_the_missing_trials(workdir: Path, docke
     result = execute_run(RunOptions(task_paths=[], models=[], db=workdir / "db.duckdb", out=workdir / "reports",
                                     resume=run_id, concurrency=3), log=lambda m: None)
     after = {r.key: r.trial_id for r in result.records}
-    assert len(after) == 6 and all(r.passed for r in result.records)
+    assert len(result.records) == len(after) == 6 and all(r.passed for r in result.records)
     assert all(after[k] == v for k, v in before.items())  # committed trials were not run again
     assert result.skipped == len(before) and result.run.status == "completed"
 

@@ -27,14 +27,14 @@ def box(docker_client: Any, python_image: str) -> Iterator[DockerSandbox]:
 def test_runs_as_unprivileged_user_without_capabilities(box: DockerSandbox) -> None:
     r = box.exec("id -u; grep CapEff /proc/self/status; grep NoNewPrivs /proc/self/status")
     uid, capeff, nnp = r.stdout.splitlines()
-    assert uid == str(AGENT_UID)
+    assert uid == "1000"  # the agent user of the README's uid table, never root
     assert capeff.split()[1] == "0000000000000000"
     assert nnp.split()[1] == "1"
 
 
 def test_root_filesystem_is_read_only(box: DockerSandbox) -> None:
     r = box.exec("touch /usr/x")
-    assert r.exit_code != 0 and "Read-only file system" in r.stderr
+    assert r.exit_code == 1 and "Read-only file system" in r.stderr
 
 
 def test_no_network(box: DockerSandbox) -> None:
@@ -93,7 +93,7 @@ def test_disk_fill_stops_at_workspace_cap(box: DockerSandbox) -> None:
 def test_agent_cannot_see_verifier_area(box: DockerSandbox) -> None:
     box.write_files("/agenteval/tests", {"secret.py": FileEntry(b"x = 1\n")}, uid=VERIFIER_UID, dir_mode=0o700)
     r = box.exec("ls /agenteval; cat /agenteval/tests/secret.py")
-    assert r.exit_code != 0 and "Permission denied" in r.stderr
+    assert r.exit_code == 1 and "Permission denied" in r.stderr
     assert box.exec("cat /agenteval/tests/secret.py", uid=VERIFIER_UID).stdout == "x = 1\n"
 
 
@@ -106,7 +106,7 @@ def test_verifier_holds_only_the_capabilities_to_run_solution_code(box: DockerSa
     r = box.exec("id -u; id -G; grep -E '^Cap(Eff|Amb)' /proc/self/status; grep NoNewPrivs /proc/self/status; "
                  "ps -o uid= -p $PPID", uid=VERIFIER_UID)
     uid, groups, capeff, capamb, nnp, parent = r.stdout.split("\n")[:6]
-    assert uid == str(VERIFIER_UID) and groups == str(VERIFIER_UID)
+    assert uid == "1001" and groups == "1001"
     assert capeff.split()[1] == VERIFIER_CAPS and capamb.split()[1] == VERIFIER_CAPS
     assert nnp.split()[1] == "1"
     assert parent.strip() == "0"  # its wrappers belong to root: nothing of the solution's can stop them
@@ -122,7 +122,7 @@ def test_solution_code_owns_nothing_of_the_verifier(box: DockerSandbox) -> None:
     r = box.exec(f"mkdir -p -m 0300 /agenteval/out && {TO_SOLUTION} sh -c \"{attack}\"; echo verifier-alive $?",
                  uid=VERIFIER_UID)
     lines = r.stdout.splitlines()
-    assert lines[0] == str(SOLUTION_UID), r.stdout + r.stderr
+    assert lines[0] == "1002", r.stdout + r.stderr
     assert lines[1:4] == ["CapPrm: 0000000000000000", "CapEff: 0000000000000000", "CapAmb: 0000000000000000"]
     assert lines[4:] == ["done", "verifier-alive 0"], r.stdout + r.stderr
     assert box.exec("cat /agenteval/tests/judge.py", uid=VERIFIER_UID).stdout == "ok = True\n"
@@ -130,7 +130,7 @@ def test_solution_code_owns_nothing_of_the_verifier(box: DockerSandbox) -> None:
 
 def test_files_round_trip_with_modes(box: DockerSandbox) -> None:
     box.write_files("/workspace/rt", {"a/b.txt": FileEntry(b"hi\n"), "run.sh": FileEntry(b"#!/bin/sh\necho ok\n", 0o755)})
-    assert box.exec("./rt/run.sh && stat -c '%a %u' rt/a/b.txt").stdout.split() == ["ok", "644", str(AGENT_UID)]
+    assert box.exec("./rt/run.sh && stat -c '%a %u' rt/a/b.txt").stdout.split() == ["ok", "644", "1000"]
     assert box.read_file("/workspace/rt/a/b.txt") == b"hi\n"
     assert box.read_file("/workspace/nothing") is None
     assert box.read_tree("/workspace/rt") == {"a/b.txt": b"hi\n", "run.sh": b"#!/bin/sh\necho ok\n"}

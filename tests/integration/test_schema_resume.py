@@ -30,6 +30,7 @@ def test_resume_migrates_a_released_file_and_runs_the_missing_trial(
     rid = run_id(fixture)
     with Store(db, read_only=True) as store:
         before = {t.key: t for t in store.trials(rid)}
+    assert len(before) == 3  # each release's fixture: three trials recorded, one still to run
     cli = CliRunner()
     result = cli.invoke(app, ["run", "--resume", rid, "--db", str(db), "--out", str(tmp_path / "reports")])
     assert result.exit_code == 0, result.output

@@ -6,6 +6,7 @@ They need the serve and llamacpp extras (the requirement gate in tests/conftest.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from agenteval.models.engines import create_engine
 from agenteval.models.served import ServedModel, build_served
 from agenteval.models.servers import ManagedServer
 from tests.conftest import FIXTURES, REPO, requires
+from tests.streamed import chunks, record_streams, tool_call_count
 
 TOOLS = [{"type": "function", "function": {"name": "write_file", "description": "Write a file",
                                            "parameters": {"type": "object", "properties": {
@@ -70,10 +72,15 @@ def test_stream_usage_and_consistent_telemetry(engine_model: ServedModel) -> Non
         assert c.server_timings["eval_tokens_per_s"] > 0
 
 
-def test_tool_definitions_are_accepted(engine_model: ServedModel) -> None:
+def test_tool_definitions_are_accepted(engine_model: ServedModel, monkeypatch: pytest.MonkeyPatch) -> None:
+    lines = record_streams(monkeypatch)
     r = engine_model.chat(MESSAGES, tools=TOOLS, max_tokens=16, timeout_s=120)
-    assert r.call.error is None
-    assert all(t.name for t in r.tool_calls)  # a random model rarely calls one; any it makes is well formed
+    streamed = chunks(lines)
+    assert r.call.error is None and streamed  # the request with tools was answered by a stream
+    # A random model rarely calls a tool, so none may come: each call the server streamed is one
+    # parsed call, and each parsed call is named and has an id.
+    assert len(r.tool_calls) == tool_call_count(streamed), (r.tool_calls, streamed)
+    assert [t for t in r.tool_calls if not (t.id and t.name)] == []
 
 
 def test_fingerprint(engine_model: ServedModel) -> None:
@@ -156,7 +163,7 @@ def test_run_end_to_end_with_served_models(workdir: Path, tiny_model: Path, pyth
                       db=workdir / "db.duckdb", out=workdir / "reports", config=workdir / "agenteval.toml")
     result = execute_run(opts, log=lambda m: None)
     by_model = {m: [r for r in result.records if r.model == m] for m in ("oracle", "tf", "q4")}
-    assert all(r.passed for r in by_model["oracle"])
+    assert len(by_model["oracle"]) == 2 and all(r.passed for r in by_model["oracle"])
     for model in ("tf", "q4"):
         records = by_model[model]
         assert len(records) == 2
@@ -168,8 +175,13 @@ def test_run_end_to_end_with_served_models(workdir: Path, tiny_model: Path, pyth
             assert r.fingerprint.model_info["random_weights"] is True
             # the agent's own notes (role "agent": the protocol it chose, ...) aside
             assert [m["role"] for m in r.transcript if m["role"] != "agent"] == ["system", "user", "assistant"]
-    html = result.report.read_text() if result.report else ""
-    assert "tf" in html and "q4" in html
+    assert result.report is not None
+    html = result.report.read_text()
+    # each model is a row of the leaderboard, the served ones marked: a label matched whole, not "tf" in "utf-8"
+    rows = re.findall(r'<tr id="m-[^"]+"><td class="num">\d+</td><th>([^<]+)', html)
+    assert sorted(r.strip() for r in rows) == ["oracle", "q4", "tf"], rows
+    for m in ("tf", "q4"):
+        assert f'<th>{m} <span class="warn">(random weights)</span>' in html, m
     assert _server_processes(str(tiny_model)) == []  # each server stopped after its model's trials
 
 

@@ -190,6 +190,7 @@ def test_reasoning_never_acts() -> None:
                        protocol=ToolProtocol.text)
     outcome, box = run(model)
     assert box.execs == [] and events(outcome) == ["protocol", "reminder"]
+    assert len(model.sent) == 2  # the answer and the reminder's turn
     assert all("pwned" not in str(m["content"]) for sent, _ in model.sent for m in sent)
 
 

@@ -102,4 +102,4 @@ def test_runs_without_db(tmp_path: Path) -> None:
 
 def test_error_text_with_brackets_is_printed_whole(tmp_path: Path) -> None:
     proc = agenteval("run", "tasks/folder", "--model", "Bad Name", "--db", str(tmp_path / "db"))
-    assert "provider:name[@base_url]" in one_error_line(proc)
+    assert proc.returncode == 2 and "provider:name[@base_url]" in one_error_line(proc)

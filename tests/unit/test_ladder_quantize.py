@@ -194,7 +194,7 @@ def test_a_q4_1_source_names_every_requantized_rung_in_one_line() -> None:
     assert "the source is Q4_1: Q4_K_M, Q3_K_M, Q2_K would be requantized" in message
     assert "'requantized from Q4_1'" in message
     plans = plan_rungs(source("Q4_1"), ["Q4_K_M", "Q3_K_M", "Q2_K"], allow_requantize=True, imatrix=None)
-    assert all(p.requantized for p in plans)
+    assert [p.quant for p in plans] == ["Q4_K_M", "Q3_K_M", "Q2_K"] and all(p.requantized for p in plans)
 
 
 @pytest.mark.parametrize("src", ["Q8_0", "F16", "Q4_1"])

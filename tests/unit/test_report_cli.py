@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -56,7 +57,9 @@ def test_report_of_several_runs_and_compare(tmp_path: Path) -> None:
     proc = agenteval(tmp_path, "report", "--run", "r-old", "--run", "r-new", "--out", "site")
     assert proc.returncode == 0, proc.stderr
     index = (tmp_path / "site" / "index.html").read_text()
-    assert "r-old" in index and "r-new" in index and "fast" in index and "slow" in index
+    assert "run <code>r-old</code>" in index and "run <code>r-new</code>" in index
+    ranked = re.findall(r'<tr id="m-[^"]+"><td class="num">(\d+)</td><th>([^<]+)</th>', index)
+    assert ranked == [("1", "fast"), ("2", "slow")]  # both runs' models on one leaderboard, best first
     proc = agenteval(tmp_path, "compare", "slow", "fast")
     assert proc.returncode == 0, proc.stderr
     assert "only slow 0, only fast 2" in proc.stdout and "p = 0.5" in proc.stdout

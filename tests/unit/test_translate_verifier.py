@@ -449,7 +449,8 @@ def test_missing_output_fails_every_check(tmp_path: Path) -> None:
     checks = verify(tmp_path, IDS[0])
     assert failing(checks) == set(ALL_CHECKS)
     assert "found nothing there" in checks[EXISTS]["message"]
-    assert all(checks[n]["message"] == "not checked: output.md is missing" for n in ALL_CHECKS[1:])
+    not_checked = {n for n, c in checks.items() if c["message"] == "not checked: output.md is missing"}
+    assert not_checked == set(ALL_CHECKS) - {EXISTS} and len(not_checked) >= 10
 
 
 def test_symlink_to_a_correct_translation_is_refused(tmp_path: Path) -> None:
