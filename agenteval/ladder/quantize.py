@@ -236,18 +236,14 @@ def _bpw(summary: _Summary) -> float:
 
 def _read_summary(path: Path) -> _Summary:
     """Type, weight count and tensor bytes of a GGUF, from its header (the data stays on disk)."""
-    from agenteval.models.gguf_header import read_header
+    from agenteval.models.gguf_header import ggml_type, read_header
 
-    try:
-        from gguf.constants import GGMLQuantizationType
-    except ImportError as e:
-        raise BadInputError(f"reading GGUF files needs the serve extra: pip install 'agenteval[serve]' ({e})") from None
     header = read_header(path)
     file_type = header.fields.get("general.file_type")
     counts: dict[str, int] = {}
     for t in header.tensors:
         if len(t.shape) > 1:
-            name = GGMLQuantizationType(t.ggml_type).name
+            name = ggml_type(t.ggml_type).name
             counts[name] = counts.get(name, 0) + 1
     if isinstance(file_type, int) and not isinstance(file_type, bool):
         quant = ftype_name(file_type)

