@@ -1,31 +1,28 @@
 """The ``agenteval`` command: a thin layer over library functions.
 
-Only this module turns errors into exit codes: 0 done, 1 failure, 2 bad input,
-130 interrupted. Heavy modules are imported inside commands so ``--help``
-stays fast and imports no model stack.
+Only the commands turn errors into exit codes (``console.guard``): 0 done, 1 failure,
+2 bad input, 130 interrupted. Heavy modules are imported inside commands so ``--help``
+stays fast and imports no model stack. ``agenteval ladder`` is defined in
+``agenteval.ladder.command``; what the commands share is in ``agenteval.console``.
 """
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
 from agenteval import __version__
-from agenteval.errors import AgentEvalError, InterruptedRunError
+from agenteval.console import RunProgress, console, err_console, guard, pass_rates, print_run_end, report_run
+from agenteval.ladder.command import ladder
 from agenteval.paths import DEFAULT_DB, REPORTS_DIR, run_dir
 
 if TYPE_CHECKING:
-    from agenteval.records import TrialRecord
-    from agenteval.runner.run import RunResult
     from agenteval.store import Store
-
-console = Console()
-err_console = Console(stderr=True, soft_wrap=True)
 
 app = typer.Typer(name="agenteval", no_args_is_help=True, add_completion=False, rich_markup_mode=None,
                   help="Can this local, quantized model really do the job, and how fast?")
@@ -56,19 +53,6 @@ def _version(value: bool) -> None:
 def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
                                        help="Print the version and exit.")) -> None:
     """Run tasks against local models in hardened Docker sandboxes; record pass rates and speed."""
-
-
-def _guard(fn: Callable[[], Any]) -> Any:
-    """Run a command body; AgentEvalError becomes one line and its exit code (an interruption,
-    which says how to resume, in yellow; an error in red)."""
-    try:
-        return fn()
-    except InterruptedRunError as e:
-        err_console.print(f"[yellow]interrupted[/yellow]: {escape(str(e))}", highlight=False)
-        raise typer.Exit(e.exit_code) from None
-    except AgentEvalError as e:
-        err_console.print(f"[red]error:[/red] {escape(str(e))}", highlight=False)
-        raise typer.Exit(e.exit_code) from None
 
 
 @app.command()
@@ -107,9 +91,9 @@ def run(
     """Run every model on every task variant and sample (a folder of task folders: each), then write the report."""
     from agenteval.config import load_config
     from agenteval.runner import RunOptions, execute_run
-    from agenteval.runner.run import budgets_from_flags
+    from agenteval.runner.options import budgets_from_flags
 
-    defaults = _guard(lambda: load_config(config)).run
+    defaults = guard(lambda: load_config(config)).run
     budgets = budgets_from_flags(max_steps, max_tokens, agent_timeout)
     opts = RunOptions(task_paths=list(paths or []), models=list(model), samples=samples or defaults.samples,
                       concurrency=concurrency or defaults.concurrency, variants=list(variant),
@@ -124,116 +108,17 @@ def run(
     if resume and (paths or model):
         err_console.print("[red]error:[/red] --resume takes the tasks and models of the run it resumes")
         raise typer.Exit(2)
-    progress = _Progress()
+    progress = RunProgress()
     with progress:
-        result = _guard(lambda: execute_run(opts, observer=progress, log=progress.log))
-    print_run_end(result, "run", result.report)
+        result = guard(lambda: execute_run(opts, observer=progress, log=progress.log))
+        report = guard(lambda: report_run(result))
+    print_run_end(result, "run", report)
     if fail_under is not None:
         low = {m: rate for m, rate in pass_rates(result.records).items() if rate < fail_under}
         if low:
             err_console.print("pass rate under " + f"{fail_under:g}: " +
                               ", ".join(f"{m} {rate:.2f}" for m, rate in sorted(low.items())), markup=False)
             raise typer.Exit(1)
-
-
-def print_run_end(result: "RunResult", command: str, report: Path | None) -> None:
-    """What a command that ran trials prints last: the table, the report, and how to resume an
-    interrupted run (exit 130); ``command`` is ``run`` or ``ladder``."""
-    _print_summary(result.records)
-    if report:
-        console.print(f"report: {report}")
-    if result.interrupted:
-        err_console.print(f"[yellow]interrupted[/yellow]: {len(result.records)} trials recorded; "
-                          f"resume with: agenteval {command} --resume {result.run.run_id}")
-        raise typer.Exit(130)
-    console.print(f"{command} {result.run.run_id}: {sum(r.passed for r in result.records)}/{len(result.records)} "
-                  "passed")
-
-
-def pass_rates(records: list["TrialRecord"]) -> dict[str, float]:
-    from agenteval.records import pass_rate
-
-    models = {r.model for r in records}
-    return {m: pass_rate(sum(r.passed for r in records if r.model == m), sum(r.model == m for r in records))
-            for m in models}
-
-
-class _Progress:
-    """Rich progress bar fed by the runner (a RunObserver)."""
-
-    def __init__(self) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TimeRemainingColumn(), TextColumn("{task.fields[stats]}"),
-                                 console=err_console, transient=False)
-        self.task_id: Any = None
-        self.total = self.done = 0
-        self.per_model: dict[str, list[int]] = {}
-        self.rates: dict[str, list[float]] = {}
-
-    def __enter__(self) -> "_Progress":
-        self.progress.__enter__()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.progress.__exit__(*exc)
-
-    def log(self, msg: str) -> None:
-        self.progress.console.print(msg, highlight=False, markup=False)
-
-    def planned(self, total: int, skipped: int) -> None:
-        if skipped:
-            self.log(f"{skipped} trials already recorded; running the {total} missing")
-        self.total, self.done = total, 0
-        self.task_id = self.progress.add_task("trials", total=total, stats="")
-
-    def trial_done(self, record: "TrialRecord") -> None:
-        """Live pass rate per model and its median decode tokens/s. Where no terminal shows the
-        bar (a log file, CI), one line per recorded trial says the same, so a long run can be watched."""
-        from statistics import median
-
-        self.done += 1
-        if not self.progress.console.is_terminal:
-            outcome = "passed" if record.passed else (record.failure_mode.value if record.failure_mode else "failed")
-            self.log(f"trial {self.done}/{self.total} recorded: {record.key} {outcome} ({record.duration_s:.1f} s)")
-        counts = self.per_model.setdefault(record.model, [0, 0])
-        counts[0] += int(record.passed)
-        counts[1] += 1
-        self.rates.setdefault(record.model, []).extend(
-            c.decode_tokens_per_s for c in record.model_calls if c.decode_tokens_per_s)
-        parts = []
-        for model, (passed, total) in self.per_model.items():
-            rates = self.rates.get(model)
-            parts.append(f"{model} {passed}/{total}" + (f" {median(rates):.0f} tok/s" if rates else ""))
-        self.progress.update(self.task_id, advance=1, stats=" | ".join(parts))
-
-
-def _print_summary(records: list["TrialRecord"]) -> None:
-    from rich.table import Table
-
-    from agenteval.report import summarize
-
-    cells = summarize(records)
-    if not cells:
-        return
-    table = Table(title="passed / trials")
-    tasks = sorted({c.task for c in cells})
-    table.add_column("model")
-    for t in tasks:
-        table.add_column(t, justify="right")
-    grid = {(c.model, c.task): c for c in cells}
-    random_models = {r.model for r in records if r.fingerprint.model_info.get("random_weights")}
-    requantized = {r.model: str(r.fingerprint.model_info["provenance"]) for r in records
-                   if str(r.fingerprint.model_info.get("provenance", "")).startswith("requantized")}
-    for m in sorted({c.model for c in cells}):
-        row = [m + (" (random weights)" if m in random_models else "") + (f" ({requantized[m]})" if m in requantized
-                                                                          else "")]
-        for t in tasks:
-            c = grid.get((m, t))
-            row.append(f"{c.passed}/{c.total}" if c else "-")
-        table.add_row(*row)
-    console.print(table)
 
 
 RUNS_OPT = typer.Option([], "--run", help="Run id; repeat to put several runs on one scorecard [default: the latest].")
@@ -263,7 +148,7 @@ def report(run_ids: list[str] = RUNS_OPT, db: Path = DB_OPT, out: Optional[Path]
             ids = _unique(run_ids) or [store.latest_run_id()]
             return render_report(store, ids, _site_dir(store, ids, out), log=lambda m: err_console.print(m, markup=False))
 
-    console.print(f"report: {_guard(body)}")
+    console.print(f"report: {guard(body)}")
 
 
 @app.command()
@@ -293,7 +178,7 @@ def compare(a: str = typer.Argument(..., help="Model A (a label as `agenteval ru
             render_report(store, ids, site, pairs=[(a, b)])
             return card.pair(a, b), site / Site(card).pair(a, b)
 
-    pair, page = _guard(body)
+    pair, page = guard(body)
     console.print(f"{pair.pairs} paired trials: both passed {pair.both}, neither {pair.neither}, "
                   f"only {a} {len(pair.only_a)}, only {b} {len(pair.only_b)}", markup=False, highlight=False)
     console.print(f"exact McNemar p = {pair.p_value:.4g}; tasks won: {a} {len(pair.tasks_a)}, {b} {len(pair.tasks_b)}, "
@@ -320,7 +205,7 @@ def export(fmt: str = typer.Option(..., "--format", "-f", help="parquet (a folde
                 target = _site_dir(store, ids, None) / "parquet"
             return export_runs(store, ids, fmt, None if target == Path("-") else target)
 
-    written = _guard(body)
+    written = guard(body)
     if written is not None:
         err_console.print(f"exported: {written}", markup=False, highlight=False)
 
@@ -348,7 +233,7 @@ def runs(db: Path = DB_OPT) -> None:
             # Piped, there is no terminal width to fit: print whole values (ids are never cut).
             (console if console.is_terminal else Console(width=100_000)).print(table)
 
-    _guard(body)
+    guard(body)
 
 
 @app.command()
@@ -362,7 +247,7 @@ def verify(task: str = typer.Argument(..., help="Task folder."),
 
     from agenteval.runner.solution import verify_solution
 
-    outcome = _guard(lambda: verify_solution(task, solution, variant, artifacts, lambda m: err_console.print(
+    outcome = guard(lambda: verify_solution(task, solution, variant, artifacts, lambda m: err_console.print(
         m, markup=False), pass_threshold, allow_internet))
     if outcome.verdict is None:
         err_console.print(f"[red]verify_error:[/red] {escape(str(outcome.error))}", highlight=False)
@@ -396,7 +281,7 @@ def sandbox_build(name: Optional[str] = typer.Argument(None, help="One sandboxes
         for n in [name] if name else available(root):
             console.print(f"{n}: {ensure_image(client, n, root, lambda m: console.print(m, markup=False), rebuild)}")
 
-    _guard(body)
+    guard(body)
 
 
 @sandbox_app.command("prune")
@@ -405,7 +290,7 @@ def sandbox_prune(all_: bool = typer.Option(False, "--all", help="Also those of 
     from agenteval.sandbox.docker import prune
     from agenteval.sandbox.engine import connect
 
-    containers, volumes = _guard(lambda: prune(connect(), everything=all_))
+    containers, volumes = guard(lambda: prune(connect(), everything=all_))
     console.print(f"removed {containers} containers and {volumes} volumes")
 
 
@@ -430,7 +315,7 @@ def tasks_list(paths: list[str] = typer.Argument(None, help="Task folders, or fo
                           ", ".join(v.id for v in t.variants()), escape(t.spec.description))
         console.print(table)
 
-    _guard(body)
+    guard(body)
 
 
 @tasks_app.command("validate")
@@ -443,9 +328,9 @@ def tasks_validate(paths: list[str] = typer.Argument(None, help="Task folders, o
 
     from agenteval.runner.validate import validate_tasks
 
-    progress = _Progress()
+    progress = RunProgress()
     with progress:
-        rows = _guard(lambda: validate_tasks(list(paths or ["tasks"]), repeat, concurrency, observer=progress,
+        rows = guard(lambda: validate_tasks(list(paths or ["tasks"]), repeat, concurrency, observer=progress,
                                              log=progress.log, allow_internet=allow_internet))
     table = Table(title="task validation")
     for col in ("task", "variant", "oracle", "nop", "status"):
@@ -471,9 +356,9 @@ def models_create_test_model(directory: Path = typer.Argument(..., help="Folder 
                                                                 "by llama.cpp: Q4_K_M, Q8_0, ..."),
                              seed: int = typer.Option(0, "--seed", help="Seed of the random weights.")) -> None:
     """Build a tiny RANDOM-WEIGHT chat model here (no download): for trying the pipeline, not for results."""
-    from agenteval.models.testmodel import create_test_model
+    from agenteval.serving.testmodel import create_test_model
 
-    written = _guard(lambda: create_test_model(directory, gguf=gguf, seed=seed))
+    written = guard(lambda: create_test_model(directory, gguf=gguf, seed=seed))
     console.print(f"wrote a random-weight test model ({written['parameters']:,} parameters) to {directory}"
                   + (f"; GGUF: {written['gguf']}" if written.get("gguf") else ""))
 
@@ -484,9 +369,9 @@ def models_list(config: Optional[Path] = CONFIG_OPT) -> None:
     from rich.table import Table
 
     from agenteval.config import load_config
-    from agenteval.models.registry import providers
+    from agenteval.runner.model_registry import providers
 
-    cfg = _guard(lambda: load_config(config))
+    cfg = guard(lambda: load_config(config))
     console.print("providers: " + ", ".join(sorted(providers())))
     table = Table(title=f"aliases ({cfg.path or 'no agenteval.toml'})")
     for col in ("alias", "provider", "engine", "path / url", "context"):
@@ -495,8 +380,6 @@ def models_list(config: Optional[Path] = CONFIG_OPT) -> None:
         table.add_row(alias, m.provider, m.engine or "-", m.path or m.base_url or "-", str(m.context))
     console.print(table)
 
-
-from agenteval.ladder.command import ladder  # noqa: E402  (defined apart: cli.py stays small)
 
 app.command("ladder")(ladder)
 

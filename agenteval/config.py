@@ -46,26 +46,23 @@ from typing import Literal
 from pydantic import Field, JsonValue, ValidationError, model_validator
 
 from agenteval.errors import BadInputError
-from agenteval.paths import TEST_MODELS_DIR
-from agenteval.settings import StrictSettings
+from agenteval.paths import TEST_MODELS_DIR, cache_dir
+from agenteval.settings import StrictSettings, describe_validation_error
 
-EngineName = Literal["transformers", "llamacpp", "llama-server", "command"]  # one module each in agenteval.models.engines
+# one module each in agenteval.serving.engines
+EngineName = Literal["transformers", "llamacpp", "llama-server", "command"]
 # Sent with every request of every chat model (aliases, openai:NAME@URL, ollama:NAME) unless an alias
 # sets its own, and recorded in the fingerprint: greedy and seeded, so reruns compare.
 DEFAULT_SAMPLING: dict[str, JsonValue] = {"temperature": 0.0, "seed": 0}
 ChatTemplateName = Literal["chatml"]
-DownloadName = Literal["smollm2", "gemma3"]  # agenteval.models.downloads.DOWNLOADS
+DownloadName = Literal["smollm2", "gemma3"]  # agenteval.serving.downloads.DOWNLOADS
 
 
 def model_cache_dir() -> Path:
     """Where downloaded built-in models are kept (shared with .ci/real-models.sh):
     $AGENTEVAL_MODEL_CACHE, else $AGENTEVAL_CACHE/models, else ~/.cache/agenteval/models."""
     explicit = os.environ.get("AGENTEVAL_MODEL_CACHE")
-    if explicit:
-        return Path(explicit)
-    base = os.environ.get("AGENTEVAL_CACHE") or str(
-        Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "agenteval")
-    return Path(base) / "models"
+    return Path(explicit) if explicit else cache_dir() / "models"
 
 
 class ModelConfig(StrictSettings):
@@ -160,8 +157,6 @@ class ProjectConfig(StrictSettings):
 
 
 def load_config(path: str | Path | None = None) -> ProjectConfig:
-    from agenteval.task.loader import describe_validation_error
-
     explicit = path or os.environ.get("AGENTEVAL_CONFIG")
     file = Path(explicit) if explicit else Path("agenteval.toml")
     if not file.is_file():

@@ -1,4 +1,5 @@
-"""Which process owns something agenteval made, and whether it still runs.
+"""Which process owns something agenteval made, whether it still runs, and how this one
+stops when told to.
 
 A run row and each sandbox carry their owner as ``host:pid[:start]``; ``start`` is the
 process's start time in clock ticks since boot (``/proc/PID/stat`` field 22), so a pid the
@@ -8,7 +9,12 @@ kernel has since given to another process does not pass for the owner.
 from __future__ import annotations
 
 import os
+import signal
 import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
 
 
 def start_ticks(pid: int) -> str | None:
@@ -50,3 +56,23 @@ def owner_gone(owner: str) -> bool | None:
     if not pid_alive(int(pid)):
         return True
     return bool(start) and start_ticks(int(pid)) != start
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Inside, SIGTERM stops this process as Ctrl-C does (a KeyboardInterrupt, so what was recorded
+    is kept and sandboxes are removed); the previous handler is back on the way out. Off the main
+    thread, where no handler can be set, nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        if previous is not None:  # None: a handler set outside Python, which cannot be put back
+            signal.signal(signal.SIGTERM, previous)

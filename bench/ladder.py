@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from agenteval.config import model_cache_dir
-from agenteval.models.downloads import DOWNLOADS
+from agenteval.serving.downloads import DOWNLOADS
 from agenteval.store import Store
 
 REPO = Path(__file__).resolve().parents[1]

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from agenteval.console import report_run
 from agenteval.runner import RunOptions, execute_run
 
 REPO = Path(__file__).resolve().parents[1]
@@ -57,6 +58,7 @@ def measure(opts: RunOptions) -> tuple[float, float]:
     """(trials/s over the whole run, trials/s from the first trial's start to the last's end)."""
     t0 = time.perf_counter()
     result = execute_run(opts, log=lambda m: None)
+    report_run(result)  # what `agenteval run` does after the trials
     wall = time.perf_counter() - t0
     assert all(t.passed for t in result.records), [t.error for t in result.records if not t.passed][:3]
     span = (max(t.finished_at for t in result.records) - min(t.started_at for t in result.records)).total_seconds()

@@ -14,6 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from agenteval.console import report_run
 from agenteval.runner import RunOptions, execute_run
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,6 +37,7 @@ def main() -> None:
                                   db=Path(tmp) / f"c{conc}-{r}.duckdb", out=Path(tmp) / "reports")
                 t0 = time.perf_counter()
                 result = execute_run(opts, log=lambda m: None)
+                report_run(result)  # what `agenteval run` does after the trials
                 wall = time.perf_counter() - t0
                 assert all(t.passed for t in result.records)
                 rates.append(len(result.records) / wall)

@@ -30,8 +30,9 @@ from pathlib import Path
 import httpx
 
 from agenteval.config import BUILTIN_MODELS, EngineName, ModelConfig, ProjectConfig
-from agenteval.models.served import ServedModel, build_served
 from agenteval.records import ModelCall
+from agenteval.runner.model_registry import build_served
+from agenteval.serving.served import ServedModel
 
 PROMPT = [{"role": "user", "content": "Write a detailed essay about the history of computing."}]
 ENGINES: dict[str, list[EngineName]] = {"llamacpp": ["llamacpp"], "llama-server": ["llama-server"],
@@ -56,7 +57,7 @@ def model_config(model: str, engine: EngineName, tmp: Path, hidden: int, layers:
         base = BUILTIN_MODELS["smollm2"]
         return (base.model_copy(update={"engine": engine, "name": "bench", "context": 4096, "args": thread_args}),
                 "SmolLM2 135M Instruct, Q4_1 (real weights)")
-    from agenteval.models.testmodel import create_test_model
+    from agenteval.serving.testmodel import create_test_model
 
     model_dir = tmp / "bench-model"
     if not (model_dir / "model-Q4_K_M.gguf").exists():

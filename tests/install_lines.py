@@ -23,22 +23,22 @@ LINES: dict[str, str | None] = {".": None, ".[llamacpp]": "llamacpp", ".[serve]"
 
 # (agenteval module, top-level package it imports) -> (the extra that declares it, why)
 EXTRA_IMPORTS: dict[tuple[str, str], tuple[str, str]] = {
-    ("agenteval.models.engines.llamacpp", "llama_cpp"):
+    ("agenteval.serving.engines.llamacpp", "llama_cpp"):
         ("llamacpp", "the llamacpp engine: llama-cpp-python's server and its log hook"),
-    ("agenteval.models.gguf", "llama_cpp"):
+    ("agenteval.gguf.write", "llama_cpp"):
         ("llamacpp", "quantize(): create-test-model --gguf quantizes with llama.cpp's binding"),
     ("agenteval.ladder.divergence_numpy", "llama_cpp"):
         ("llamacpp", "the ladder's divergence without llama-perplexity: llama-cpp-python evaluates"),
     ("agenteval.ladder.divergence_numpy", "numpy"):
         ("llamacpp", "the ladder's divergence without llama-perplexity: numpy scores the logits"),
-    ("agenteval.models.gguf", "gguf"): ("serve", "write_gguf(): create-test-model --gguf writes the f16 GGUF"),
-    ("agenteval.models.gguf", "numpy"): ("serve", "write_gguf(): the test model's tensors"),
-    ("agenteval.models.gguf", "safetensors"): ("serve", "write_gguf(): reads the test model's weights"),
-    ("agenteval.models.engines.transformers", "transformers"):
+    ("agenteval.gguf.write", "gguf"): ("serve", "write_gguf(): create-test-model --gguf writes the f16 GGUF"),
+    ("agenteval.gguf.write", "numpy"): ("serve", "write_gguf(): the test model's tensors"),
+    ("agenteval.gguf.write", "safetensors"): ("serve", "write_gguf(): reads the test model's weights"),
+    ("agenteval.serving.engines.transformers", "transformers"):
         ("serve", "the transformers engine: its tokenizer counts tokens"),
-    ("agenteval.models.testmodel", "torch"): ("serve", "create-test-model: random weights"),
-    ("agenteval.models.testmodel", "transformers"): ("serve", "create-test-model: the Llama model and tokenizer"),
-    ("agenteval.models.testmodel", "tokenizers"): ("serve", "create-test-model: trains the BPE vocabulary"),
+    ("agenteval.serving.testmodel", "torch"): ("serve", "create-test-model: random weights"),
+    ("agenteval.serving.testmodel", "transformers"): ("serve", "create-test-model: the Llama model and tokenizer"),
+    ("agenteval.serving.testmodel", "tokenizers"): ("serve", "create-test-model: trains the BPE vocabulary"),
     ("agenteval.runner.ray_executor", "ray"): ("ray", "run --executor ray"),
 }
 
@@ -47,11 +47,11 @@ EXTRA_IMPORTS: dict[tuple[str, str], tuple[str, str]] = {
 # starts it, the text in that file that starts it)
 EXTRA_PROGRAMS: dict[str, tuple[str, str, str]] = {
     "mypy": ("test", "README.md", "python3 -m mypy agenteval"),
-    "llama_cpp.server.__main__": ("llamacpp", "agenteval/models/engines/llamacpp.py", '"-m", "llama_cpp.server"'),
+    "llama_cpp.server.__main__": ("llamacpp", "agenteval/serving/engines/llamacpp.py", '"-m", "llama_cpp.server"'),
     "llama_cpp": ("llamacpp", "agenteval/ladder/quantize.py", "import llama_cpp"),  # its quantizing script
-    "transformers.cli.transformers": ("serve", "agenteval/models/engines/transformers.py",
+    "transformers.cli.transformers": ("serve", "agenteval/serving/engines/transformers.py",
                                       "from transformers.cli.transformers import main"),
-    "transformers.cli.serving.server": ("serve", "agenteval/models/engines/transformers.py", '"serve"'),
+    "transformers.cli.serving.server": ("serve", "agenteval/serving/engines/transformers.py", '"serve"'),
 }
 
 # (test module, package) the test suite imports for a line other than [test]: the test asks the

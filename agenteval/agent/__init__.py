@@ -1,6 +1,6 @@
 """The agent phase: composes a model with a task inside a sandbox.
 
-- A ``DirectSolver`` (oracle, nop) acts on the sandbox itself.
+- A ``DirectSolver`` (``solver``: ``oracle``, ``nop``) acts on the sandbox itself.
 - A ``ChatModel`` on a task with ``mode = "single-shot"`` answers once; the files
   in its answer are written.
 - Otherwise a LangGraph ReAct graph (``graph.py``) drives the chat model with
@@ -17,7 +17,8 @@ from __future__ import annotations
 
 from typing import assert_never
 
-from agenteval.models.base import AgentContext, AgentModel, AgentOutcome, ChatModel, DirectSolver
+from agenteval.agent.solver import AgentContext, AgentModel, AgentOutcome, DirectSolver
+from agenteval.models.base import ChatModel
 
 
 def run_agent(model: AgentModel, ctx: AgentContext) -> AgentOutcome:

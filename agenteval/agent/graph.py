@@ -35,11 +35,12 @@ from typing import TYPE_CHECKING, Callable, Literal, cast
 
 from agenteval.agent.prompts import reminder, system_prompt
 from agenteval.agent.protocol import remember_refusal, starting_protocol
+from agenteval.agent.solver import AgentContext, AgentOutcome
 from agenteval.agent.state import AgentEvent, AgentRuntime, AgentState, AgentUpdate, PendingCall, Stop
 from agenteval.agent.text_protocol import ignored_note, parse_text_actions, pending_calls
 from agenteval.agent.tools import TOOLS, run_tool
 from agenteval.errors import TaskError
-from agenteval.models.base import AgentContext, AgentOutcome, ChatModel
+from agenteval.models.base import ChatModel
 from agenteval.models.chat import CallStop, ChatResponse, ErrorKind, Failure, Message, ModelCallError
 from agenteval.records import StopReason, ToolProtocol
 

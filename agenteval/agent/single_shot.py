@@ -5,9 +5,10 @@ the transcript but writes nothing (as in the agent loop: ``graph.py``)."""
 
 from __future__ import annotations
 
+from agenteval.agent.solver import AgentContext, AgentOutcome
 from agenteval.agent.state import Stop
 from agenteval.agent.text_protocol import fenced_blocks
-from agenteval.models.base import AgentContext, AgentOutcome, ChatModel
+from agenteval.models.base import ChatModel
 from agenteval.models.chat import CallStop, ChatResponse, ErrorKind, Message, ModelCallError
 from agenteval.records import ModelCall, StopReason
 from agenteval.sandbox.base import WORKSPACE, FileEntry, safe_relpath

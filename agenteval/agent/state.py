@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, TypedDict
 
-from agenteval.models.base import AgentStatus
+from agenteval.agent.solver import AgentStatus
 from agenteval.models.chat import Message
 from agenteval.records import ModelCall, ToolProtocol
 from agenteval.records import StopReason as StopReason  # re-exported for task graph.py files

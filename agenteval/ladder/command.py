@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 
+from agenteval.console import RunProgress, console, err_console, guard, print_run_end, report_run
 from agenteval.ladder.divergence import MIN_TOKENS
 from agenteval.paths import DEFAULT_DB, REPORTS_DIR
 
@@ -61,9 +62,8 @@ def ladder(
                              help="Folder for reports: <out>/<run-id>/ladder.html."),
 ) -> None:
     """One model, every quant: make each rung, measure its divergence from the source, run it on the tasks."""
-    from agenteval.cli import _guard, _Progress, console, err_console, print_run_end
     from agenteval.ladder.run import LadderOptions, run_ladder
-    from agenteval.runner.run import budgets_from_flags
+    from agenteval.runner.options import budgets_from_flags
 
     if resume and (source or paths or quants):
         err_console.print("[red]error:[/red] --resume takes the source, rungs and tasks of the ladder it resumes")
@@ -86,12 +86,13 @@ def ladder(
                          imatrix=imatrix, allow_requantize=allow_requantize, kl_text=kl_text, kl_tokens=kl_tokens,
                          threads=threads,
                          budgets=budgets, concurrency=concurrency, db=db, out=out, resume=resume)
-    progress = _Progress()
+    progress = RunProgress()
     with progress:
-        result = _guard(lambda: run_ladder(opts, observer=progress, log=progress.log))
+        result = guard(lambda: run_ladder(opts, observer=progress, log=progress.log))
+        report = guard(lambda: report_run(result.run))
     run = result.run
     for rung in result.rungs:
         kl = "-" if rung.kl_mean is None else f"{rung.kl_mean:.4g}"
         console.print(f"{rung.model}: {rung.provenance}, {rung.bits_per_weight:.2f} bpw, "
                       f"{rung.file_bytes / 2**20:.1f} MiB, KL {kl}", markup=False, highlight=False)
-    print_run_end(run, "ladder", run.report.parent / "ladder.html" if run.report else None)
+    print_run_end(run, "ladder", report.parent / "ladder.html")

@@ -15,13 +15,9 @@ as ``find_perplexity_tool`` says, its output in a log in ``work_dir``; else llam
 with numpy, which writes and reads the same reference file and scores the same positions
 the same way.
 
-The reference file (llama-perplexity's format) is ``"_logits_"``, u32 n_ctx, i32 n_vocab,
-i32 n_chunk, i32 tokens[n_chunk*n_ctx], then per scored position f32 scale, f32 min log-prob
-and one u16 code per vocabulary entry (log-probs below max-16 are cut): about
-2 bytes x vocabulary x scored positions, so 1.2 GB for a 150k vocabulary over 4,000
-positions. It lives in ``work_dir`` with a JSON sidecar naming what it was made from, and a
-later process (a resumed ladder) reuses it when method, reference file (path, size, mtime),
-text, context and max_tokens match.
+The reference file (llama-perplexity's format, ``logits_file``) lives in ``work_dir`` with a
+JSON sidecar naming what it was made from, and a later process (a resumed ladder) reuses it
+when method, reference file (path, size, mtime), text, context and max_tokens match.
 """
 
 from __future__ import annotations
@@ -31,31 +27,29 @@ import json
 import os
 import re
 import shutil
-import struct
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from agenteval.errors import BadInputError
-from agenteval.ladder.serving import KV_TYPES
+from agenteval.ladder.logits_file import (Divergence, Method, ReferenceLogits, logits_file_bytes, read_logits_header,
+                                          scored_per_chunk)
+from agenteval.ladder.rung_config import KV_TYPES
+from agenteval.logs import Log
 
 if TYPE_CHECKING:
-
     from agenteval.ladder.divergence_numpy import Tokens
-    from agenteval.task import Task
+    from agenteval.task.folder import Task
 
 MIN_TOKENS = 2000
 SMALLEST_CONTEXT = 128
 TOOL = "llama-perplexity"
 ENV_TOOL = "AGENTEVAL_LLAMA_PERPLEXITY"
 KV_CACHE_TYPES = tuple(KV_TYPES)
-Method = Literal["llama-perplexity", "llama-cpp-python"]
 SIDECAR_FORMAT = 1  # bump when the sidecar or the logits file changes meaning
-_MAGIC = b"_logits_"
-_HEADER = struct.Struct("<8sIii")
 
 
 @dataclass(frozen=True)
@@ -94,30 +88,6 @@ def divergence_text(tasks: Sequence[Task], text_file: Path | None = None) -> Div
 
 def _count(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
-
-
-@dataclass(frozen=True)
-class Divergence:
-    mean_kl: float
-    median_kl: float | None
-    p99_kl: float | None
-    max_kl: float | None
-    top1_agreement: float  # 0..1: share of scored positions where the rung's argmax token == the reference's
-    tokens: int  # positions scored
-    perplexity: float | None  # the rung's perplexity on the text
-    reference_perplexity: float | None
-    method: str  # "llama-perplexity" or "llama-cpp-python"
-
-
-def scored_per_chunk(context: int) -> int:
-    """Positions scored in one chunk: ``context//2 .. context-2``."""
-    return context - 1 - context // 2
-
-
-def row_codes(vocab: int) -> int:
-    """u16 values of one scored position in the reference file: f32 scale and minimum, then
-    one code per vocabulary entry, padded to an even count."""
-    return 2 * ((vocab + 1) // 2) + 4
 
 
 def scored_positions(tokens: int, context: int) -> int:
@@ -162,7 +132,7 @@ def too_short(tokens: int, preferred: int, fewer: bool = False) -> BadInputError
 
 def find_perplexity_tool() -> Path | None:
     """``$AGENTEVAL_LLAMA_PERPLEXITY``, PATH, beside llama-server, or its build cache."""
-    from agenteval.models.engines.llama_server import find_llama_tool
+    from agenteval.serving.engines.llama_server import find_llama_tool
 
     return find_llama_tool(TOOL, ENV_TOOL)
 
@@ -209,33 +179,6 @@ def log_tail(log: str, lines: int = 3) -> str:
 
 # ---- the reference file ------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class ReferenceLogits:
-    path: Path
-    context: int
-    chunks: int
-    vocab: int
-    method: Method
-
-    @property
-    def tokens(self) -> int:
-        return self.chunks * scored_per_chunk(self.context)
-
-
-def logits_file_bytes(chunks: int, context: int, vocab: int) -> int:
-    return _HEADER.size + chunks * context * 4 + chunks * scored_per_chunk(context) * row_codes(vocab) * 2
-
-
-def read_logits_header(path: Path) -> tuple[int, int, int]:
-    """(context, vocab, chunks) of a reference file; BadInputError when it is not one."""
-    with open(path, "rb") as f:
-        raw = f.read(_HEADER.size)
-    if len(raw) < _HEADER.size or raw[:8] != _MAGIC:
-        raise BadInputError(f"{path}: not a reference logits file; delete it and run again")
-    _, context, vocab, chunks = _HEADER.unpack(raw)
-    return context, vocab, chunks
-
-
 def reference_identity(reference: Path, text: DivergenceText, context: int, method: Method) -> dict[str, Any]:
     """What a reference file depends on; size and mtime stand in for hashing a multi-GB GGUF."""
     st = reference.stat()
@@ -273,7 +216,7 @@ class DivergenceMeter:
 
     def __init__(self, reference: Path, text: DivergenceText, work_dir: Path, *, context: int = 512,
                  threads: int | None = None, max_tokens: int | None = None,
-                 log: Callable[[str], None] = print) -> None:
+                 log: Log = print) -> None:
         """``max_tokens`` scores only the first chunks of a long text, enough for that many
         positions: the reference file and every rung's pass grow with the text."""
         if context < SMALLEST_CONTEXT:

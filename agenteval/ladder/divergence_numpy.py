@@ -1,6 +1,7 @@
 """The divergence figures without llama.cpp's binary: llama-cpp-python evaluates the chunks
-and numpy scores them, writing and reading llama-perplexity's own reference file format and
-scoring the same positions the same way, so both methods agree (``divergence`` picks one).
+and numpy scores them, writing and reading llama-perplexity's own reference file format
+(``logits_file``) and scoring the same positions the same way, so both methods agree
+(``divergence`` picks one).
 """
 
 from __future__ import annotations
@@ -10,8 +11,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agenteval.errors import BadInputError
-from agenteval.ladder.divergence import (_HEADER, _MAGIC, Divergence, ReferenceLogits, read_logits_header, row_codes,
-                                         scored_per_chunk)
+from agenteval.ladder.logits_file import (HEADER, Divergence, ReferenceLogits, logits_header, read_logits_header,
+                                          row_codes, scored_per_chunk)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -40,7 +41,7 @@ def tokenize(model: Path, text: str) -> Tokens | None:
         return None
     import llama_cpp
 
-    from agenteval.models.engines.llamacpp import quiet_llama_logs
+    from agenteval.serving.engines.llamacpp import quiet_llama_logs
 
     quiet_llama_logs()
     try:
@@ -56,7 +57,7 @@ def tokenize(model: Path, text: str) -> Tokens | None:
 def _open_llama(model: Path, context: int, threads: int, kv: str | None) -> Any:
     import llama_cpp
 
-    from agenteval.models.engines.llamacpp import quiet_llama_logs
+    from agenteval.serving.engines.llamacpp import quiet_llama_logs
 
     quiet_llama_logs()
     cache_type = int(getattr(llama_cpp, f"GGML_TYPE_{kv.upper()}")) if kv else None  # None: llama.cpp's f16
@@ -109,7 +110,7 @@ def python_reference(model: Path, tokens: Tokens, context: int, chunks: int, thr
 
     llm = _open_llama(model, context, threads, None)
     with open(out_path, "wb") as out:
-        out.write(_HEADER.pack(_MAGIC, context, tokens.vocab, chunks))
+        out.write(logits_header(context, tokens.vocab, chunks))
         out.write(np.asarray(tokens.ids[:chunks * context], dtype=np.int32).tobytes())
         for i in range(chunks):
             logits = _chunk_logits(llm, tokens.ids[i * context:(i + 1) * context], tokens.bos)
@@ -149,8 +150,8 @@ def python_measure(ref: ReferenceLogits, rung: Path, kv: str | None, threads: in
     context, vocab, chunks = read_logits_header(ref.path)
     first, scored = context // 2, scored_per_chunk(context)
     row = row_codes(vocab)
-    tokens = np.fromfile(ref.path, dtype=np.int32, count=chunks * context, offset=_HEADER.size)
-    base = np.memmap(ref.path, dtype=np.uint16, mode="r", offset=_HEADER.size + tokens.nbytes,
+    tokens = np.fromfile(ref.path, dtype=np.int32, count=chunks * context, offset=HEADER.size)
+    base = np.memmap(ref.path, dtype=np.uint16, mode="r", offset=HEADER.size + tokens.nbytes,
                      shape=(chunks, scored, row))
     llm = _open_llama(rung, context, threads, kv)
     if llm.n_vocab() != vocab:

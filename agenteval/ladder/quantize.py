@@ -27,14 +27,16 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from agenteval.errors import BadInputError
-from agenteval.models.gguf import LLAMA_FTYPES, ftype_name
+from agenteval.gguf.info import LLAMA_FTYPES, ftype_name
+from agenteval.logs import Log
+from agenteval.paths import cache_dir
 
 REFERENCE_TYPES = ("F32", "F16", "BF16", "Q8_0")  # sources a ladder accepts without --allow-requantize
 UNQUANTIZED_TYPES = ("F32", "F16", "BF16")  # sources llama-quantize reads without its --allow-requantize
@@ -125,11 +127,9 @@ def canonical_quant(name: str) -> str:
 
 
 def ladder_cache_dir() -> Path:
-    """$AGENTEVAL_LADDER_CACHE, else ``ladder/`` beside the llama-server builds."""
-    from agenteval.models.engines.llama_server import build_cache_dir
-
+    """$AGENTEVAL_LADDER_CACHE, else ``ladder/`` in agenteval's cache, beside the llama-server builds."""
     explicit = os.environ.get(ENV_CACHE)
-    return Path(explicit) if explicit else build_cache_dir().parent / "ladder"
+    return Path(explicit) if explicit else cache_dir() / "ladder"
 
 
 def rung_path(cache_dir: Path, source_sha256: str, quant: str, imatrix_sha256: str | None) -> Path:
@@ -140,7 +140,7 @@ def rung_path(cache_dir: Path, source_sha256: str, quant: str, imatrix_sha256: s
 
 def find_quantizer() -> Path | None:
     """``$AGENTEVAL_LLAMA_QUANTIZE``, PATH, beside llama-server, or its build cache."""
-    from agenteval.models.engines.llama_server import find_llama_tool
+    from agenteval.serving.engines.llama_server import find_llama_tool
 
     return find_llama_tool("llama-quantize", ENV_QUANTIZE)
 
@@ -187,7 +187,7 @@ def reference_rung(source: SourceModel) -> RungFile:
 
 
 def make_rung(source: SourceModel, plan: RungPlan, *, cache_dir: Path | None = None, imatrix: Path | None = None,
-              threads: int | None = None, log: Callable[[str], None] = print) -> RungFile:
+              threads: int | None = None, log: Log = print) -> RungFile:
     """The rung's file, from the cache when a finished one is there, else quantized now."""
     if plan_rungs(source, [plan.quant], allow_requantize=True, imatrix=imatrix) != [plan]:
         raise BadInputError(f"rung {plan} does not fit source {source.quant}: make plans with plan_rungs()")
@@ -236,7 +236,7 @@ def _bpw(summary: _Summary) -> float:
 
 def _read_summary(path: Path) -> _Summary:
     """Type, weight count and tensor bytes of a GGUF, from its header (the data stays on disk)."""
-    from agenteval.models.gguf_header import ggml_type, read_header
+    from agenteval.gguf.header import ggml_type, read_header
 
     header = read_header(path)
     file_type = header.fields.get("general.file_type")
@@ -263,7 +263,7 @@ def _guess_quant(matrix_types: dict[str, int]) -> str:
 
 
 @contextmanager
-def _rung_lock(final: Path, log: Callable[[str], None]) -> Iterator[None]:
+def _rung_lock(final: Path, log: Log) -> Iterator[None]:
     with open(final.with_suffix(".lock"), "a+") as fh:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -292,7 +292,7 @@ def _cached_rung(final: Path, source: SourceModel, plan: RungPlan, imatrix_sha: 
 
 
 def _quantize(source: SourceModel, plan: RungPlan, final: Path, imatrix: Path | None, imatrix_sha: str | None,
-              threads: int | None, log: Callable[[str], None]) -> RungFile:
+              threads: int | None, log: Log) -> RungFile:
     """Quantize into a temp name, check it, rename it into place, then write its sidecar:
     a rung without a matching sidecar is never taken as finished."""
     binary = _choose_quantizer(imatrix)

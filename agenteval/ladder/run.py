@@ -13,15 +13,10 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import os
-import signal
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
-from typing import TYPE_CHECKING, Any, Callable, Literal, cast
+from typing import TYPE_CHECKING, Literal, cast
 
 from agenteval import __version__
 from agenteval.config import ModelConfig
@@ -29,19 +24,19 @@ from agenteval.errors import BadInputError, InterruptedRunError
 from agenteval.ladder.divergence import MIN_TOKENS
 from agenteval.ladder.quantize import (RungFile, RungPlan, SourceModel, make_rung, plan_rungs, read_source,
                                       reference_rung)
-from agenteval.ladder.serving import (DEFAULT_KV, LadderEngine, ServedRung, check_kv_caches, rung_label,
-                                      write_config)
+from agenteval.ladder.rung_config import (DEFAULT_KV, LadderEngine, ServedRung, check_kv_caches, rung_label,
+                                          write_config)
+from agenteval.logs import Log
 from agenteval.paths import DEFAULT_DB, REPORTS_DIR
-from agenteval.processes import this_process
+from agenteval.processes import sigterm_as_interrupt, this_process
 from agenteval.records import RungRecord, RunRecord, RunStatus, utcnow
-from agenteval.runner.run import (Budgets, RunObserver, RunOptions, RunResult, execute_run, mark_failed,
-                                  new_run_id)
+from agenteval.runner.options import Budgets, LadderConfig, RunOptions
+from agenteval.runner.run import RunObserver, RunResult, execute_run, mark_failed, new_run_id
 from agenteval.store import Store
+from agenteval.task.folder import Task
 
 if TYPE_CHECKING:
     from agenteval.ladder.divergence import DivergenceMeter
-
-Log = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -71,7 +66,7 @@ class LadderOptions:
     resume: str | None = None
     source_sha256: str | None = None  # a resumed ladder's source as it began, which the file must still be
 
-    def to_config(self) -> dict[str, Any]:
+    def to_config(self) -> LadderConfig:
         return {"source": str(self.source.resolve()), "quants": self.quants, "task_paths": self.task_paths,
                 "samples": self.samples, "variants": self.variants, "kv_caches": self.kv_caches,
                 "engine": self.engine, "context": self.context, "temperature": self.temperature,
@@ -81,20 +76,21 @@ class LadderOptions:
                 "allow_requantize": self.allow_requantize,
                 "kl_text": str(self.kl_text.resolve()) if self.kl_text else None, "kl_tokens": self.kl_tokens,
                 "threads": self.threads,
-                "budgets": dict(self.budgets)}
+                "budgets": Budgets(**self.budgets), "source_sha256": self.source_sha256}
 
-    def resumed(self, stored: dict[str, Any]) -> "LadderOptions":
+    def resumed(self, stored: LadderConfig) -> "LadderOptions":
         """The stored ladder, keeping where this invocation reads and writes (db, out, -j)."""
         return dataclasses.replace(
             self, source=Path(stored["source"]), quants=list(stored["quants"]),
             task_paths=list(stored["task_paths"]), samples=stored["samples"], variants=list(stored["variants"]),
-            kv_caches=list(stored["kv_caches"]), engine=stored["engine"], context=int(stored["context"]),
+            kv_caches=list(stored["kv_caches"]), engine=cast(LadderEngine | None, stored["engine"]),
+            context=int(stored["context"]),
             temperature=float(stored["temperature"]), server_args=list(stored["server_args"]),
             chat_template=stored["chat_template"], imatrix=Path(stored["imatrix"]) if stored["imatrix"] else None,
             allow_requantize=bool(stored["allow_requantize"]),
             kl_text=Path(stored["kl_text"]) if stored["kl_text"] else None, kl_tokens=int(stored["kl_tokens"]),
             threads=stored["threads"],
-            budgets=cast(Budgets, stored["budgets"] or {}), source_sha256=stored.get("source_sha256"))
+            budgets=stored["budgets"] or Budgets(), source_sha256=stored.get("source_sha256"))
 
 
 @dataclass(frozen=True)
@@ -132,7 +128,7 @@ def choose_engine(asked: LadderEngine | None) -> LadderEngine:
     """llama.cpp's own server where it is built (it reports its timings), else llama-cpp-python."""
     if asked is not None:
         return asked
-    from agenteval.models.engines.llama_server import find_binary
+    from agenteval.serving.engines.llama_server import find_binary
 
     found = find_binary()
     return "llama-server" if found is not None and os.access(found, os.X_OK) else "llamacpp"
@@ -168,7 +164,7 @@ def _mark_random_weights(source: SourceModel, files: list[RungFile]) -> None:
     as the source is: its marker goes beside them in the cache."""
     import shutil
 
-    from agenteval.models.testmodel import MARKER, is_random_test_model
+    from agenteval.serving.testmodel import MARKER, is_random_test_model
 
     if not is_random_test_model(source.path):
         return
@@ -204,7 +200,7 @@ def run_ladder(opts: LadderOptions, observer: RunObserver | None = None, log: Lo
                                      concurrency=run_opts.jobs, config=dict(run_opts.to_config())))
         log(f"ladder {run_id}: {len(run_opts.models)} rungs of {source.path.name} ({source.quant}) on {engine}")
         try:
-            with _sigterm_as_interrupt():
+            with sigterm_as_interrupt():
                 measured = {r.model for r in store.rungs(run_id) if r.kl_mean is not None or r.reference}
                 meter = None if set(run_opts.models) <= measured else _divergence_meter(opts, source, tasks, log)
                 rungs = make_rungs(opts, source, plans, kv_list, log)
@@ -217,7 +213,7 @@ def run_ladder(opts: LadderOptions, observer: RunObserver | None = None, log: Lo
             raise InterruptedRunError(f"ladder {run_id} stopped before its trials; what it made is kept: "
                                       f"agenteval ladder --resume {run_id}") from None
         except Exception as e:  # never left "running"; --resume picks it up after a fix
-            raise mark_failed(store, run_id, opts.out / run_id, e, f"agenteval ladder --resume {run_id}") from e
+            raise mark_failed(store, run_id, opts.out / run_id, e, run_opts.resume_command(run_id)) from e
     result = execute_run(run_opts, observer=observer, log=log)
     with Store(opts.db, read_only=True) as store:
         return LadderResult(result, store.rungs(run_id))
@@ -250,31 +246,14 @@ def _check_can_run(engine: LadderEngine) -> None:
 
     connect()
     if engine == "llama-server":
-        from agenteval.models.engines.llama_server import LlamaServer
+        from agenteval.serving.engines.llama_server import LlamaServer
 
         LlamaServer("ladder", ModelConfig(engine="llama-server", path="-"), None).binary()
     elif importlib.util.find_spec("llama_cpp") is None:
         raise BadInputError("engine 'llamacpp' needs llama-cpp-python: pip install 'agenteval[llamacpp]'")
 
 
-@contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM stops the quantizing and measuring as Ctrl-C does (the runner does the same for trials)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def _load_tasks(opts: LadderOptions) -> list[Any]:
+def _load_tasks(opts: LadderOptions) -> list[Task]:
     from agenteval.task import expand_task_paths, load_task
 
     if not opts.task_paths:
@@ -282,7 +261,7 @@ def _load_tasks(opts: LadderOptions) -> list[Any]:
     return [load_task(p) for p in expand_task_paths(opts.task_paths)]
 
 
-def _divergence_meter(opts: LadderOptions, source: SourceModel, tasks: list[Any], log: Log) -> DivergenceMeter:
+def _divergence_meter(opts: LadderOptions, source: SourceModel, tasks: list[Task], log: Log) -> DivergenceMeter:
     """The divergence text and the reference's logits, made before any rung: a text too short to
     score is one clear error now, not after hours of quantizing."""
     from agenteval.ladder.divergence import DivergenceMeter, divergence_text

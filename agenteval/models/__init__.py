@@ -1,20 +1,10 @@
-"""Models: the ``Model`` interface (``base``), its providers (``openai``, ``ollama``,
-``oracle``, ``nop``, and plugins) found by name (``registry``), and the servers
-agenteval starts for them (``servers``, ``engines``)."""
+"""Models: the ``Model`` contract (``base``: ``Model``, ``ChatModel``, how ``--model`` names one)
+and the HTTP clients of its built-in chat providers (``openai``, ``ollama``; ``chat``,
+``streaming``, ``telemetry``, ``server_probe``, ``sampling``). Starting servers is
+``agenteval.serving``'s; the solvers that act on a sandbox are ``agenteval.agent``'s; names
+resolve in ``agenteval.runner.model_registry``."""
 
-from agenteval.models.base import (
-                                   AgentContext,
-                                   AgentModel,
-                                   AgentOutcome,
-                                   AgentStatus,
-                                   ChatModel,
-                                   DirectSolver,
-                                   Model,
-                                   ModelRequest,
-                                   ModelSpec,
-)
+from agenteval.models.base import ChatModel, Model, ModelRequest, ModelSpec, ToolSupport
 from agenteval.records import ToolProtocol
-from agenteval.models.registry import create_model, providers
 
-__all__ = ["AgentContext", "AgentModel", "AgentOutcome", "AgentStatus", "ChatModel", "DirectSolver", "Model",
-           "ModelRequest", "ModelSpec", "ToolProtocol", "create_model", "providers"]
+__all__ = ["ChatModel", "Model", "ModelRequest", "ModelSpec", "ToolProtocol", "ToolSupport"]

@@ -4,43 +4,37 @@ Every model, built-in or plugin, is a ``Model``: it can refuse a task before any
 trial (``check_task``), check what is slow to check (``preflight``), has a
 lifecycle the runner brackets its trials with (``serving``: start, health,
 warm-up, then stop; each a no-op where there is nothing to do, as for a server
-the user runs) and a ``fingerprint_info`` for the records. It comes in one of
-two kinds, the ``AgentModel`` union the runner accepts:
-
-- ``ChatModel``: a streamed chat (with tools or not) the agent graph drives, and
-  the tool protocol it wants (``ToolProtocol``).
-- ``DirectSolver``: works the sandbox itself (``oracle`` replays the reference
-  solution, ``nop`` does nothing).
+the user runs) and a ``fingerprint_info`` for the records. A ``ChatModel`` is a
+streamed chat (with tools or not) the agent graph drives, with the tool protocol
+it wants (``ToolProtocol``); the other kind, a solver that works the sandbox
+itself (oracle, nop), is the agent's (``agenteval.agent.solver.DirectSolver``).
 
 A provider is a factory ``create(request: ModelRequest) -> ChatModel |
 DirectSolver`` registered under the ``agenteval.models`` entry point group
-(``agenteval.models.registry``); ``--model provider:name`` and agenteval.toml
-aliases both reach it there.
+(``agenteval.runner.model_registry``); ``--model provider:name`` and agenteval.toml
+aliases both reach it there. The servers agenteval starts for a model are
+``agenteval.serving``'s, never this package's.
 """
 
 from __future__ import annotations
 
 import re
-import threading
 from abc import ABC, abstractmethod
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Callable, Iterator, TypeAlias
 
 from agenteval.errors import ModelSpecError
+from agenteval.logs import Log
 from agenteval.models.chat import ChatResponse, Message, ToolSchema
-from agenteval.records import Fingerprint, ModelCall, StopReason, ToolProtocol
-from agenteval.sandbox.base import Sandbox
-from agenteval.task import Task, VariantSpec
-from agenteval.task.spec import AgentSpec
+from agenteval.records import ToolProtocol
 
 if TYPE_CHECKING:
     from agenteval.config import ModelConfig
-    from agenteval.models.servers import ManagedServer
+    from agenteval.task import Task
 
-Log = Callable[[str], None]
-TokenCounter = Callable[[str], int]
+TokenCounter: TypeAlias = Callable[[str], int]  # tokens in a text, by the model's own tokenizer
 _SPEC = re.compile(r"^(?P<provider>[a-z][a-z0-9_-]*)(?::(?P<name>[^@]+))?(?:@(?P<url>\S+))?$")
 WARM_UP: list[Message] = [{"role": "user", "content": "Reply with OK."}]
 
@@ -86,53 +80,14 @@ class ToolSupport(StrEnum):
     unknown = "unknown"  # nothing tells: try native, fall back on what the first answers show
 
 
-class AgentStatus(StrEnum):
-    """How the agent phase ended (``classify`` turns it into a failure mode)."""
-
-    done = "done"
-    limit = "limit"  # a budget ran out (steps, tokens, time) or the answer was cut at the token cap
-    model_error = "model_error"
-    infra_error = "infra_error"
-
-
-@dataclass(frozen=True)
-class AgentContext:
-    """Everything one agent phase gets; frozen so new fields never break solvers."""
-
-    task: Task
-    variant: VariantSpec
-    instruction: str
-    sandbox: Sandbox
-    budget: AgentSpec
-    cancel: threading.Event = field(default_factory=threading.Event)
-
-
-@dataclass
-class AgentOutcome:
-    """How the agent phase ended; the verifier runs in every case."""
-
-    status: AgentStatus = AgentStatus.done
-    message: str = ""
-    model_calls: list[ModelCall] = field(default_factory=list)
-    transcript: list[dict[str, object]] = field(default_factory=list)
-    stop: StopReason = StopReason.solver  # why it ended, finer than ``status``
-    steps: int = 0  # model turns
-    tool_protocol: ToolProtocol | None = None  # the protocol it ended with (None: no chat loop)
-    actions_run: int = 0  # commands run and files written on the model's behalf
-
-    def __post_init__(self) -> None:
-        self.status = AgentStatus(self.status)  # a plain 'done' is accepted and checked
-
-
 class Model(ABC):
     """What the runner needs of every model. Lifecycle, in the runner's order: ``check_task``
     for every task and ``preflight`` before any container starts; then, per model,
     ``serving()`` around its trials. Only ``fingerprint_info`` must be written."""
 
     spec: ModelSpec
-    server: "ManagedServer | None" = None  # the server agenteval starts for this model, if any
 
-    def check_task(self, task: Task) -> None:
+    def check_task(self, task: "Task") -> None:
         """Raise BadInputError before any trial when this model cannot attempt ``task``."""
 
     def preflight(self, log: Log) -> None:
@@ -183,29 +138,3 @@ class ChatModel(Model):
 
     def warm_up(self) -> None:
         self.chat(WARM_UP, max_tokens=8, timeout_s=120)
-
-
-class DirectSolver(Model):
-    """A model that works the sandbox itself instead of through a chat loop."""
-
-    @abstractmethod
-    def solve(self, ctx: AgentContext) -> AgentOutcome:
-        """Act on ``ctx.sandbox``; raises SandboxError only when the sandbox itself broke."""
-
-
-AgentModel: TypeAlias = ChatModel | DirectSolver
-ModelFactory = Callable[[ModelRequest], AgentModel]
-
-
-def base_fingerprint(spec: ModelSpec, *, docker_version: str | None, image: str, image_id: str | None,
-                     model_info: dict[str, object]) -> Fingerprint:
-    import os
-    import platform
-    import socket
-
-    from agenteval import __version__
-
-    return Fingerprint(agenteval_version=__version__, host=socket.gethostname(),
-                       platform=platform.platform(), cpu_count=os.cpu_count(), model=spec.label,
-                       provider=spec.provider, docker_version=docker_version, image=image, image_id=image_id,
-                       model_info=model_info)

@@ -12,24 +12,12 @@ import json
 import time
 from typing import Callable, Iterator, Mapping
 
-from agenteval.config import DEFAULT_SAMPLING
 from agenteval.errors import ModelSpecError
-from agenteval.models.base import ChatModel, ModelRequest, ModelSpec, TokenCounter
-from agenteval.models.chat import (
-                                   CallStop,
-                                   ChatResponse,
-                                   Failure,
-                                   Message,
-                                   ModelCallError,
-                                   ToolCall,
-                                   ToolSchema,
-                                   as_count,
-                                   as_list,
-                                   as_object,
-                                   as_text,
-)
+from agenteval.models.base import ModelRequest, ModelSpec, TokenCounter
+from agenteval.models.chat import (CallStop, ChatResponse, Failure, Message, ModelCallError, ToolCall, ToolSchema,
+                                   as_count, as_list, as_object, as_text)
 from agenteval.models.sampling import for_this_sample
-from agenteval.models.streaming import CallLog, OutOfTime, Retry, StreamReader, stream_call
+from agenteval.models.streaming import HTTPChatClient, OutOfTime, StreamReader, stream_call
 from agenteval.records import ModelCall, ToolProtocol
 
 DEFAULT_URL = "http://127.0.0.1:11434"
@@ -37,7 +25,7 @@ DEFAULT_NUM_CTX = 8192
 NS = 1e9
 
 
-class OllamaClient(ChatModel):
+class OllamaClient(HTTPChatClient):
     """Streams /api/chat and measures each call. Start and stop are no-ops: Ollama loads
     and unloads models itself (``keep_alive``)."""
 
@@ -45,17 +33,12 @@ class OllamaClient(ChatModel):
                  keep_alive: str | int = "5m", sampling: Mapping[str, object] | None = None, timeout_s: float = 600.0,
                  max_retries: int = 4, backoff_s: float = 0.5, token_counter: TokenCounter | None = None,
                  tool_protocol: ToolProtocol = ToolProtocol.auto, sleep: Callable[[float], None] = time.sleep) -> None:
-        self.spec = spec
-        self.base_url = (spec.base_url or DEFAULT_URL).rstrip("/")
+        super().__init__(spec, spec.base_url or DEFAULT_URL, sampling=sampling, timeout_s=timeout_s,
+                         max_retries=max_retries, backoff_s=backoff_s, token_counter=token_counter,
+                         tool_protocol=tool_protocol, sleep=sleep)
         self.num_ctx = num_ctx
         self.think = think
         self.keep_alive = keep_alive
-        self.sampling = dict(DEFAULT_SAMPLING if sampling is None else sampling)
-        self.timeout_s = timeout_s
-        self.retry = Retry(max_retries, backoff_s, sleep)
-        self.token_counter = token_counter
-        self.tool_protocol = tool_protocol
-        self.calls = CallLog(spec.label)
 
     def chat(self, messages: list[Message], *, tools: list[ToolSchema] | None = None,
              max_tokens: int | None = None, timeout_s: float | None = None) -> ChatResponse:

@@ -14,24 +14,14 @@ import os
 import time
 from typing import Callable, Iterator, Mapping
 
-from agenteval.config import DEFAULT_SAMPLING
 from agenteval.errors import ModelSpecError
-from agenteval.models.base import ChatModel, Log, ModelRequest, ModelSpec, TokenCounter, ToolSupport
-from agenteval.models.chat import (
-                                   CallStop,
-                                   ChatResponse,
-                                   Failure,
-                                   Message,
-                                   ModelCallError,
-                                   ToolCall,
-                                   ToolSchema,
-                                   as_list,
-                                   as_object,
-                                   as_text,
-)
-from agenteval.models.server_probe import ServerProbe
+from agenteval.logs import Log
+from agenteval.models.base import ModelRequest, ModelSpec, TokenCounter, ToolSupport
+from agenteval.models.chat import (CallStop, ChatResponse, Failure, Message, ModelCallError, ToolCall, ToolSchema,
+                                   as_list, as_object, as_text)
 from agenteval.models.sampling import for_this_sample
-from agenteval.models.streaming import CallLog, FillCounts, OutOfTime, Retry, StreamReader, stream_call
+from agenteval.models.server_probe import ServerProbe
+from agenteval.models.streaming import FillCounts, HTTPChatClient, OutOfTime, StreamReader, stream_call
 from agenteval.models.telemetry import StreamClock, ThinkSplitter, usage_into
 from agenteval.records import ModelCall, ToolProtocol
 
@@ -39,7 +29,7 @@ Sleep = Callable[[float], None]
 DEFAULT_URL = "http://127.0.0.1:8080/v1"
 
 
-class OpenAICompatClient(ChatModel):
+class OpenAICompatClient(HTTPChatClient):
     """Streams /chat/completions and measures each call. Start and stop are no-ops: the
     server is the user's, or a ``ServedModel``'s engine. What the server is (and its
     tokenizer endpoint, for servers that stream no usage) is probed once, on first need."""
@@ -48,15 +38,10 @@ class OpenAICompatClient(ChatModel):
                  sampling: Mapping[str, object] | None = None, timeout_s: float = 600.0, max_retries: int = 4,
                  backoff_s: float = 0.5, token_counter: TokenCounter | None = None,
                  tool_protocol: ToolProtocol = ToolProtocol.auto, sleep: Sleep = time.sleep) -> None:
-        self.spec = spec
-        self.base_url = (base_url or spec.base_url or DEFAULT_URL).rstrip("/")
+        super().__init__(spec, base_url or spec.base_url or DEFAULT_URL, sampling=sampling, timeout_s=timeout_s,
+                         max_retries=max_retries, backoff_s=backoff_s, token_counter=token_counter,
+                         tool_protocol=tool_protocol, sleep=sleep)
         self.api_key = api_key or os.environ.get("AGENTEVAL_API_KEY") or "none"
-        self.sampling = dict(DEFAULT_SAMPLING if sampling is None else sampling)
-        self.timeout_s = timeout_s
-        self.retry = Retry(max_retries, backoff_s, sleep)
-        self.token_counter = token_counter
-        self.tool_protocol = tool_protocol
-        self.calls = CallLog(spec.label)
         self.headers = {"Authorization": f"Bearer {self.api_key}"}
         self.probe = ServerProbe(self.base_url, spec.name or "default", self.headers)
 

@@ -88,7 +88,7 @@ class ServerFacts:
         return {k: v for k, v in info.items() if v is not None}
 
     def _named_quantization(self) -> str | None:
-        from agenteval.models.gguf import quant_from_file_name, server_ftype_name
+        from agenteval.gguf.info import quant_from_file_name, server_ftype_name
 
         ftype = as_text(self.props.get("model_ftype")) or as_text(self.model_meta.get("ftype"))
         if ftype:
@@ -127,7 +127,7 @@ def _gguf(path: Path | None) -> dict[str, object] | None:
     if path is None or path.suffix != ".gguf" or not path.is_file():
         return None
     try:
-        from agenteval.models.gguf import gguf_info
+        from agenteval.gguf.info import gguf_info
 
         return gguf_info(path)
     except (ImportError, OSError, ValueError):

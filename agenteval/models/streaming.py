@@ -1,7 +1,8 @@
 """The part of a streamed model call that every provider shares: bookkeeping of
 calls in flight, retries with backoff for transient failures only, the time
 budget (a partial answer is kept once the answer began), and turning HTTP
-statuses and transport failures into classified ``ModelCallError``s."""
+statuses and transport failures into classified ``ModelCallError``s; and the
+settings every HTTP client holds (``HTTPChatClient``)."""
 
 from __future__ import annotations
 
@@ -12,22 +13,14 @@ import time
 from abc import ABC, abstractmethod
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Mapping
 
-from agenteval.models.chat import (
-                                   CallStop,
-                                   ChatResponse,
-                                   Closable,
-                                   Failure,
-                                   ModelCallError,
-                                   ToolCall,
-                                   cut,
-                                   http_failure,
-                                   retried,
-                                   tracked,
-)
+from agenteval.config import DEFAULT_SAMPLING
+from agenteval.models.base import ChatModel, ModelSpec, TokenCounter
+from agenteval.models.chat import (CallStop, ChatResponse, Closable, Failure, ModelCallError, ToolCall, cut,
+                                   http_failure, retried, tracked)
 from agenteval.models.telemetry import RepetitionGuard, StreamClock, rate
-from agenteval.records import ModelCall
+from agenteval.records import ModelCall, ToolProtocol
 
 # Fills the token counts a server did not send: (call, answer, reasoning).
 FillCounts = Callable[[ModelCall, str, str], None]
@@ -68,6 +61,24 @@ class Retry:
         if retry_after and retry_after.replace(".", "", 1).isdigit():
             wait = max(wait, float(retry_after))
         self.sleep(max(0.0, min(wait, deadline - time.monotonic())))
+
+
+class HTTPChatClient(ChatModel):
+    """A chat model a server answers over HTTP: the sampling sent with every call, the call's time
+    budget, retries, the model's tokenizer where the engine knows it, the tool protocol, and the
+    calls in flight. Start and stop are no-ops: the server is the user's, or a ``ServedModel``'s."""
+
+    def __init__(self, spec: ModelSpec, base_url: str, *, sampling: Mapping[str, object] | None, timeout_s: float,
+                 max_retries: int, backoff_s: float, token_counter: TokenCounter | None, tool_protocol: ToolProtocol,
+                 sleep: Callable[[float], None]) -> None:
+        self.spec = spec
+        self.base_url = base_url.rstrip("/")
+        self.sampling = dict(DEFAULT_SAMPLING if sampling is None else sampling)
+        self.timeout_s = timeout_s
+        self.retry = Retry(max_retries, backoff_s, sleep)
+        self.token_counter = token_counter
+        self.tool_protocol = tool_protocol
+        self.calls = CallLog(spec.label)
 
 
 class OutOfTime(Exception):

@@ -8,10 +8,10 @@ page's long lists, built in Python (``fragments``), escape every value the same 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from agenteval.logs import Log
 from agenteval.records import TrialRecord
 from agenteval.report.stats import pass_rate
 from agenteval.store import Store
@@ -40,7 +40,7 @@ def summarize(records: list[TrialRecord]) -> list[Cell]:
     return [Cell(m, t, p, n) for (m, t), (p, n) in sorted(counts.items())]
 
 
-def render_report(store: Store, run_ids: list[str], out_dir: Path, log: Callable[[str], None] = lambda m: None,
+def render_report(store: Store, run_ids: list[str], out_dir: Path, log: Log = lambda m: None,
                   pairs: list[tuple[str, str]] | None = None) -> Path:
     """Write the static site of one or more runs into ``out_dir``; returns its index.html.
 

@@ -39,13 +39,19 @@ class Tick:
 
 
 @dataclass(frozen=True)
-class Chart:
+class Frame:
+    """An SVG drawing's size and the margins around its plotting area, in pixels."""
+
     width: int
     height: int
     left: int
     right: int
     top: int
     bottom: int
+
+
+@dataclass(frozen=True)
+class Chart(Frame):
     points: list[Point]
     x_ticks: list[Tick]
     y_ticks: list[Tick]
@@ -177,13 +183,7 @@ RATE_AXIS = Axis(0.0, 1.0, False)
 
 
 @dataclass(frozen=True)
-class Plot:
-    width: int
-    height: int
-    left: int
-    right: int
-    top: int
-    bottom: int
+class Plot(Frame):
     marks: list[Mark]
     x_ticks: list[Tick]
     y_ticks: list[Tick]

@@ -3,7 +3,8 @@
 Aggregates (counts, medians, p90s) are SQL over the store's views
 ``trial_totals`` and ``call_telemetry``; the estimators DuckDB lacks (pass@k,
 Wilson, McNemar) come from ``stats``. One call of ``load_scorecard`` serves a
-leaderboard of any number of runs.
+leaderboard of any number of runs; ``load_trial_pages`` reads what trial pages show.
+Trials come back as ``rows.TrialRow``, filled by column name.
 """
 
 from __future__ import annotations
@@ -14,19 +15,17 @@ import re
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from itertools import combinations, groupby
 from operator import itemgetter
-from typing import TYPE_CHECKING, NamedTuple, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from agenteval.report.rows import (JSON, CallRow, CheckRow, ExecRow, TrialRow, columns_of, requantized_from,
+                                  trial_rows)
 from agenteval.report.stats import Interval, mcnemar_exact, mean_pass_at_k, pass_rate, wilson
 
 if TYPE_CHECKING:
     from agenteval.records import RunRecord
     from agenteval.store import Store
-
-# A value parsed from a JSON column: transcripts, fingerprints, tool-call arguments.
-JSON: TypeAlias = "str | int | float | bool | None | list[JSON] | dict[str, JSON]"
 
 ALL_TASKS = ""  # the task of a model's row over every task
 
@@ -61,30 +60,6 @@ class CellStats:
     @property
     def rate(self) -> float:
         return pass_rate(self.passed, self.trials)
-
-
-@dataclass(frozen=True)
-class TrialRow:
-    """A trial as lists and comparisons show it."""
-
-    trial_id: str
-    run_id: str
-    key: str
-    model: str
-    task: str
-    variant: str
-    sample: int
-    passed: bool
-    failure_mode: str | None
-    error: str | None
-    score: float
-    duration_s: float
-    calls: int
-    total_tokens: int | None
-
-    @property
-    def outcome(self) -> str:
-        return "passed" if self.passed else (self.failure_mode or "failed")
 
 
 @dataclass(frozen=True)
@@ -185,10 +160,9 @@ def load_scorecard(store: Store, run_ids: list[str]) -> Scorecard:
     images = {m: [i for i in imgs if i] for m, imgs in con.execute(
         f"SELECT model, list(DISTINCT fingerprint->>'image' ORDER BY fingerprint->>'image') FROM trials {where} "
         "GROUP BY model", _ids(run_ids)).fetchall()}
-    trials = [TrialRow(*row) for row in con.execute(
-        "SELECT trial_id, run_id, key, model, task, variant, sample, passed, failure_mode, error, score, duration_s, "
-        f"calls, total_tokens FROM trial_totals {where} ORDER BY task, variant, model, sample, started_at",
-        _ids(run_ids)).fetchall()]
+    trials = trial_rows(con, "SELECT trial_id, run_id, key, model, task, variant, sample, passed, failure_mode, error, "
+                        f"score, duration_s, calls, total_tokens FROM trial_totals {where} "
+                        "ORDER BY task, variant, model, sample, started_at", _ids(run_ids))
     variants: dict[str, list[str]] = defaultdict(list)
     for _, task, variant in sorted(counts):
         if variant not in variants[task]:
@@ -205,14 +179,6 @@ def load_scorecard(store: Store, run_ids: list[str]) -> Scorecard:
 def _random_weights(fingerprint: dict[str, JSON]) -> bool:
     info = fingerprint.get("model_info")
     return isinstance(info, dict) and bool(info.get("random_weights"))
-
-
-def requantized_from(fingerprint: dict[str, JSON]) -> str | None:
-    """The provenance of a model made from an already quantized file ("requantized from Q4_1"),
-    which must be said beside its name: its figures are not those of a quantization of the source."""
-    info = fingerprint.get("model_info")
-    provenance = info.get("provenance") if isinstance(info, dict) else None
-    return provenance if isinstance(provenance, str) and provenance.startswith("requantized") else None
 
 
 def compare_models(trials: list[TrialRow], a: str, b: str) -> PairStats:
@@ -245,96 +211,9 @@ def compare_models(trials: list[TrialRow], a: str, b: str) -> PairStats:
         tasks_tied=sorted(t for t, (x, y) in per_task.items() if x == y))
 
 
-class CallRow(NamedTuple):
-    """One model call as its trial page's telemetry table shows it (numbered by its place in the trial)."""
-
-    prompt_tokens: int | None
-    completion_tokens: int | None
-    tokens_estimated: bool
-    reasoning_tokens: int | None
-    ttft_s: float | None
-    ttfat_s: float | None
-    decode_tokens_per_s: float | None
-    e2e_s: float | None
-    finish_reason: str | None
-    concurrency: int | None
-    retries: int | None
-    error: str | None
-
-
-class CheckRow(NamedTuple):
-    """One verifier check on a trial page."""
-
-    name: str
-    passed: bool
-    message: str
-
-
-class ExecRow(NamedTuple):
-    """One sandbox command on a trial page."""
-
-    phase: str
-    user: str
-    command: str
-    exit_code: int | None
-    duration_s: float | None
-    timed_out: bool
-    oom_killed: bool
-    stdout: str
-    stderr: str
-    stdout_bytes: int | None
-    truncated: bool
-
-
-class TrialPage(NamedTuple):
-    """What one trial's page shows, and nothing more: the telemetry a page never prints
-    (a call's server timings) stays in DuckDB, which halves the reading."""
-
-    trial_id: str
-    run_id: str
-    key: str
-    model: str
-    task: str
-    variant: str
-    sample: int
-    passed: bool
-    failure_mode: str | None
-    error: str | None
-    score: float
-    duration_s: float | None
-    setup_s: float | None
-    agent_s: float | None
-    verify_s: float | None
-    teardown_s: float | None
-    started_at: datetime
-    agent_stop: str | None
-    agent_steps: int | None
-    tool_protocol: str | None
-    actions_run: int | None
-    transcript: list[JSON]
-    artifacts: list[JSON]
-    fingerprint: str | None  # as stored: JSON text (see ``fragments.fingerprint_text``)
-    checks: list[CheckRow]  # empty when the verifier wrote no verdict
-    calls: list[CallRow]
-    execs: list[ExecRow]
-
-    @property
-    def provenance(self) -> str | None:
-        """"requantized from Q4_1" where the trial's model was (see ``requantized_from``)."""
-        fingerprint = _json(self.fingerprint) if self.fingerprint else None
-        return requantized_from(fingerprint) if isinstance(fingerprint, dict) else None
-
-
 _PAGE_COLUMNS = ("trial_id, run_id, key, model, task, variant, sample, passed, failure_mode, error, score, duration_s, "
                  "setup_s, agent_s, verify_s, teardown_s, started_at, agent_stop, agent_steps, tool_protocol, "
                  "actions_run, verdict, transcript, artifacts, fingerprint")
-_CHILD_COLUMNS = {
-    "trial_checks": "name, passed, message",
-    "trial_model_calls": ('prompt_tokens, completion_tokens, tokens_estimated, reasoning_tokens, ttft_s, '
-                          "ttfat_s, decode_tokens_per_s, e2e_s, finish_reason, concurrency, retries, error"),
-    "trial_execs": ('phase, "user", command, exit_code, duration_s, timed_out, oom_killed, stdout, stderr, '
-                    "stdout_bytes, truncated"),
-}
 _IN = "WHERE trial_id IN (SELECT unnest(?))"
 _Row = TypeVar("_Row", CheckRow, CallRow, ExecRow)
 
@@ -343,28 +222,25 @@ def _json(value: JSON) -> JSON:
     return json.loads(value) if isinstance(value, str) else value
 
 
-def load_trial_pages(store: Store, trial_ids: Sequence[str]) -> list[TrialPage]:
+def load_trial_pages(store: Store, trial_ids: Sequence[str]) -> list[TrialRow]:
     """The pages of these trials, in the order given: four queries, whatever their number."""
     con, ids = store.con, [list(trial_ids)]
 
     def children(table: str, row_type: type[_Row]) -> dict[str, list[_Row]]:
-        rows = con.execute(f"SELECT trial_id, {_CHILD_COLUMNS[table]} FROM {table} {_IN} ORDER BY trial_id, idx",
+        rows = con.execute(f"SELECT trial_id, {columns_of(row_type)} FROM {table} {_IN} ORDER BY trial_id, idx",
                            ids).fetchall()
         return {trial_id: [row_type._make(r[1:]) for r in group] for trial_id, group in groupby(rows, itemgetter(0))}
 
     checks, calls = children("trial_checks", CheckRow), children("trial_model_calls", CallRow)
     execs = children("trial_execs", ExecRow)
-    pages = {}
-    for (trial_id, run_id, key, model, task, variant, sample, passed, failure_mode, error, score, duration_s, setup_s,
-         agent_s, verify_s, teardown_s, started_at, agent_stop, agent_steps, tool_protocol, actions_run, verdict,
-         transcript, artifacts, fingerprint) in con.execute(
-            f"SELECT {_PAGE_COLUMNS} FROM trials {_IN}", ids).fetchall():
-        transcript, artifacts = _json(transcript), _json(artifacts)
-        pages[trial_id] = TrialPage(
-            trial_id, run_id, key, model, task, variant, sample, passed, failure_mode, error, score, duration_s,
-            setup_s, agent_s, verify_s, teardown_s, started_at, agent_stop, agent_steps, tool_protocol, actions_run,
-            transcript if isinstance(transcript, list) else [], artifacts if isinstance(artifacts, list) else [],
-            fingerprint,
-            # a verdict's checks are rows of their own; without a verdict there are none to show
-            checks.get(trial_id, []) if _json(verdict) else [], calls.get(trial_id, []), execs.get(trial_id, []))
+
+    def page(columns: dict[str, Any]) -> dict[str, Any]:
+        trial_id, transcript, artifacts = columns["trial_id"], _json(columns["transcript"]), _json(columns["artifacts"])
+        # a verdict's checks are rows of their own; without a verdict there are none to show
+        shown = checks.get(trial_id, []) if _json(columns.pop("verdict")) else []
+        return {**columns, "transcript": transcript if isinstance(transcript, list) else [],
+                "artifacts": artifacts if isinstance(artifacts, list) else [], "checks": shown,
+                "model_calls": calls.get(trial_id, []), "execs": execs.get(trial_id, [])}
+
+    pages = {t.trial_id: t for t in trial_rows(con, f"SELECT {_PAGE_COLUMNS} FROM trials {_IN}", ids, page)}
     return [pages[i] for i in trial_ids if i in pages]

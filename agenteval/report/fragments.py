@@ -13,12 +13,12 @@ The output is byte for byte what the templates wrote before.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 
 from markupsafe import Markup
 
-from agenteval.report.data import JSON, CallRow, CheckRow, ExecRow, TrialRow
+from agenteval.report.rows import JSON, CallRow, CheckRow, ExecRow, TrialRow
 
 MAX_TEXT = 40_000  # characters of one message or output shown on a trial page
 _ROLES = {"system", "user", "assistant", "tool", "agent"}  # agent: what the agent loop itself did (a switch)
@@ -81,7 +81,7 @@ def fingerprint_text(stored: str | None) -> str:
     return clip(pretty_arguments(None if stored is None else json.loads(stored)), 8000)
 
 
-def files_written(transcript: list[JSON]) -> list[tuple[str, str]]:
+def files_written(transcript: Sequence[JSON]) -> list[tuple[str, str]]:
     """(path, content) of every write_file action in the transcript, in order."""
     out = []
     for message in transcript:
@@ -111,7 +111,7 @@ def _token_count(v: int | None) -> str:
     return "-" if v is None else _count(v)
 
 
-def check_rows(checks: list[CheckRow]) -> Markup:
+def check_rows(checks: Sequence[CheckRow]) -> Markup:
     """The rows of the verifier's table, one per check."""
     return Markup("".join(
         f'<tr><td class="{result}">{result}</td><td>{text(clip(c.name, 500))}</td>'
@@ -119,7 +119,7 @@ def check_rows(checks: list[CheckRow]) -> Markup:
         for c in checks for result in ("pass" if c.passed else "fail",)))
 
 
-def exec_details(execs: list[ExecRow]) -> Markup:
+def exec_details(execs: Sequence[ExecRow]) -> Markup:
     """One folded entry per sandbox command: how it ended, then its command line and output."""
     out: list[str] = []
     for e in execs:
@@ -138,7 +138,7 @@ def exec_details(execs: list[ExecRow]) -> Markup:
     return Markup("".join(out))
 
 
-def call_rows(calls: list[CallRow]) -> Markup:
+def call_rows(calls: Sequence[CallRow]) -> Markup:
     """The rows of the model-call table, one per call, numbered within the trial."""
     out = []
     for n, c in enumerate(calls, 1):
@@ -164,7 +164,7 @@ def _tool_calls(message: Mapping[str, JSON]) -> list[str]:
     return out
 
 
-def transcript_html(transcript: list[JSON]) -> Markup:
+def transcript_html(transcript: Sequence[JSON]) -> Markup:
     """Every message: its role, reasoning folded, content clipped, tool calls with their arguments."""
     out: list[str] = []
     for entry in transcript:

@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING, Any, Literal
 from agenteval.records import RungRecord, ServingRecord
 from agenteval.report.chart import RATE_AXIS, Datum, Plot, scatter, value_axis
 from agenteval.report.ladder_pairs import (
-    MIN_PAIRS, NOT_THE_MODEL, PAIRING_TEXT, TRIALS_SQL, LadderTrial, Paired, Pairing, ladder_pairing, outcomes,
-    pair_with_reference,
+    MIN_PAIRS, NOT_THE_MODEL, PAIRING_TEXT, TRIALS_SQL, Paired, ladder_pairing, outcomes, pair_with_reference,
 )
+from agenteval.report.rows import Pairing, TrialRow, trial_rows
 from agenteval.report.stats import Interval, Rate, quantile
 
 if TYPE_CHECKING:
@@ -177,7 +177,7 @@ def load_ladders(store: Store, run_ids: list[str]) -> list[Ladder]:
 
 def load_ladder(store: Store, run_id: str, page: str = "ladder.html") -> Ladder:
     rungs = store.rungs(run_id)
-    trials = [LadderTrial(*row) for row in store.con.execute(TRIALS_SQL, [run_id]).fetchall()]
+    trials = trial_rows(store.con, TRIALS_SQL, [run_id])
     speeds = {m: Speed(pt, dt if dt is not None else own, dt is None and own is not None, ttft, own)
               for m, ttft, own, pt, dt in store.con.execute(_SPEED_SQL, [run_id]).fetchall()}
     served = _served(store.servings(run_id))
@@ -208,9 +208,9 @@ def _median(values: list[float | None]) -> float | None:
     return quantile([v for v in values if v is not None], 0.5)
 
 
-def _views(rungs: list[RungRecord], trials: list[LadderTrial], speeds: dict[str, Speed],
+def _views(rungs: list[RungRecord], trials: list[TrialRow], speeds: dict[str, Speed],
            served: dict[str, tuple[float | None, int | None]], per_sample: bool) -> list[RungView]:
-    by_model: dict[str, list[LadderTrial]] = defaultdict(list)
+    by_model: dict[str, list[TrialRow]] = defaultdict(list)
     for t in trials:
         by_model[t.model].append(t)
     units = {m: outcomes([t for t in ts if t.failure_mode not in NOT_THE_MODEL], per_sample)

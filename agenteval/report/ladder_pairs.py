@@ -16,9 +16,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Literal, NamedTuple, get_args
+from typing import get_args
 
 from agenteval.records import FailureMode
+from agenteval.report.rows import Pairing, TrialRow
 from agenteval.report.stats import mcnemar_exact, pass_rate
 
 ALPHA = 0.05  # the significance level the page's sentence uses
@@ -26,8 +27,8 @@ ALPHA = 0.05  # the significance level the page's sentence uses
 NOT_THE_MODEL = frozenset(m.value for m in (FailureMode.infra_error, FailureMode.sandbox_error,
                                             FailureMode.verify_error))
 
-# How the samples of a trial were drawn, from its fingerprint; all but "seeded" pair per task variant.
-Pairing = Literal["greedy", "unrecorded", "unseeded", "seeded"]  # the first one any trial has wins
+# How the samples of a trial were drawn (``Pairing``, from its fingerprint): all but "seeded" pair per
+# task variant; the first one any trial has wins.
 PAIRING_TEXT: dict[Pairing, str] = {
     "seeded": "one pair per sample: each sample has its own seed, the same on every rung",
     "greedy": "one pair per task variant: greedy decoding repeats one outcome across samples",
@@ -40,28 +41,15 @@ Unit = tuple[str, str, int | None]  # task, variant, sample (None: the variant's
 MIN_PAIRS = next(n for n in range(1, 64) if mcnemar_exact(n, 0) < ALPHA)  # 6 at the 5% level
 
 
-class LadderTrial(NamedTuple):
-    """One trial of a ladder run, as the page reads it."""
-
-    model: str
-    task: str
-    variant: str
-    sample: int
-    passed: bool
-    failure_mode: str | None
-    total_tokens: float | None
-    reasoning_tokens: float | None
-    pairing: Pairing
-
-
 _INFO = "t.fingerprint->'model_info'"
 _TEMPERATURE = f"TRY_CAST({_INFO}->'sampling'->>'temperature' AS DOUBLE)"
 TRIALS_SQL = f"""
-SELECT tt.model, tt.task, tt.variant, tt.sample, tt.passed, tt.failure_mode, tt.total_tokens, tt.reasoning_tokens,
+SELECT tt.trial_id, tt.run_id, tt.key, tt.model, tt.task, tt.variant, tt.sample, tt.passed, tt.failure_mode,
+       tt.error, tt.score, tt.duration_s, tt.total_tokens, tt.reasoning_tokens,
        CASE WHEN {_TEMPERATURE} IS NULL THEN 'unrecorded' WHEN {_TEMPERATURE} <= 0 THEN 'greedy'
             WHEN {_INFO}->>'sample_seeds' = 'true'
                  AND json_type({_INFO}->'sampling'->'seed') IN ('BIGINT', 'UBIGINT') THEN 'seeded'
-            ELSE 'unseeded' END
+            ELSE 'unseeded' END AS pairing
 FROM trial_totals tt JOIN trials t USING (trial_id) WHERE tt.run_id = ?"""
 
 
@@ -110,7 +98,7 @@ class Paired:
         return f"{n} paired {'trial' if self.per_sample else 'task variant'}{'s' if n != 1 else ''}"
 
 
-def ladder_pairing(trials: list[LadderTrial]) -> Pairing:
+def ladder_pairing(trials: list[TrialRow]) -> Pairing:
     """One pairing for the whole ladder, so every rung's rate and test count the same units: by
     sample only if every trial was a seeded draw; else the first reason any trial gives, in the
     order of ``Pairing`` (no trials: "unrecorded")."""
@@ -119,7 +107,7 @@ def ladder_pairing(trials: list[LadderTrial]) -> Pairing:
                 "seeded" if found else "unrecorded")
 
 
-def outcomes(trials: list[LadderTrial], per_sample: bool) -> dict[Unit, bool]:
+def outcomes(trials: list[TrialRow], per_sample: bool) -> dict[Unit, bool]:
     """A rung's outcome per unit: each trial by its sample, or each task variant by the majority
     of its samples (a tie fails: as many failures as passes is no evidence that it passes)."""
     if per_sample:

@@ -26,7 +26,7 @@ import re
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -34,13 +34,15 @@ from typing import TYPE_CHECKING
 from markupsafe import Markup
 
 from agenteval.errors import ReportError
+from agenteval.logs import Log
 from agenteval.report.chart import speed_chart
-from agenteval.report.data import ALL_TASKS, Scorecard, TrialPage, TrialRow, load_scorecard, load_trial_pages, slug
+from agenteval.report.data import ALL_TASKS, Scorecard, load_scorecard, load_trial_pages, slug
 from agenteval.report.fragments import (
     MAX_TEXT, agent_summary, call_rows, check_rows, clip, dot, exec_details, files_written, fingerprint_text,
     number_text, outcome, pretty_arguments, seconds_text, transcript_html,
 )
 from agenteval.report.ladder import Ladder, load_ladders, render_ladders
+from agenteval.report.rows import TrialRow
 from agenteval.store import Store
 
 if TYPE_CHECKING:
@@ -145,7 +147,7 @@ def _render_summary_pages(card: Scorecard, site: Site, out_dir: Path, pairs: lis
 
 
 def render_site(store: Store, run_ids: list[str], out_dir: Path,
-                log: Callable[[str], None] = lambda m: None, pairs: list[tuple[str, str]] | None = None) -> Path:
+                log: Log = lambda m: None, pairs: list[tuple[str, str]] | None = None) -> Path:
     """Write the whole site for these runs and return the path of its index.html.
 
     Trial pages are most of the work. A trial never changes once committed and
@@ -173,7 +175,7 @@ def _heap_frozen() -> Iterator[None]:
         gc.unfreeze()
 
 
-def _render_site(store: Store, run_ids: list[str], out_dir: Path, log: Callable[[str], None],
+def _render_site(store: Store, run_ids: list[str], out_dir: Path, log: Log,
                  pairs: list[tuple[str, str]]) -> Path:
     card = load_scorecard(store, run_ids)
     ladders = load_ladders(store, run_ids)  # one query for runs that are not ladders
@@ -281,7 +283,7 @@ class TrialPages:
         self.template = environment().get_template("trial.html.j2")
         (out_dir / "trials").mkdir(parents=True, exist_ok=True)
 
-    def render(self, trials: list[TrialPage]) -> None:
+    def render(self, trials: list[TrialRow]) -> None:
         for t in trials:
             _write(self.out_dir / trial_page_path(t.trial_id), self.template.render(
                 root="../", t=t, files=files_written(t.transcript), task_page=self.task_pages.get(t.task)), mkdir=False)
@@ -314,7 +316,7 @@ def _write(path: Path, html: str, mkdir: bool = True) -> None:
         os.close(fd)
 
 
-def _copy_artifacts(card: Scorecard, out_dir: Path, log: Callable[[str], None]) -> None:
+def _copy_artifacts(card: Scorecard, out_dir: Path, log: Log) -> None:
     """Screenshots live beside the run that took them; a site elsewhere gets its own copies."""
     target = out_dir / "artifacts"
     wanted = {t.trial_id for t in card.trials}

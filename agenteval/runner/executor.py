@@ -10,16 +10,17 @@ from __future__ import annotations
 
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Mapping, Protocol, cast
+from typing import TYPE_CHECKING, Mapping, Protocol, cast
 
 from agenteval import plugins
 from agenteval.errors import BadInputError
+from agenteval.logs import Log
 from agenteval.records import TrialRecord
 from agenteval.runner.trial import TrialEnv, TrialSpec, run_trial
 
 if TYPE_CHECKING:
+    from agenteval.agent.solver import AgentModel
     from agenteval.config import ProjectConfig
-    from agenteval.models.base import AgentModel
     from agenteval.task import Task
 
 # Executors that run sandboxes in this process; the others never touch Docker on the driver.
@@ -46,7 +47,7 @@ class ExecutorRequest:
     images: Mapping[str, str]  # task name -> sandbox image tag
     models: Mapping[str, "AgentModel"]  # model label -> the driver's model object
     config: "ProjectConfig | None" = None  # where the models' aliases came from
-    log: Callable[[str], None] = print
+    log: Log = print
 
 
 class LocalExecutor:

@@ -38,6 +38,7 @@ from agenteval.records import FailureMode, TrialRecord
 from agenteval.runner.executor import ExecutorRequest
 from agenteval.runner.ray_worker import RemoteResult, RemoteTrial, check_images, pack_task, remote_trial, sweep_run
 from agenteval.runner.trial import TrialEnv, TrialInterrupted, TrialSpec, failed_record
+from agenteval.serving.served import ServedModel
 
 RESOURCE = "docker"
 MAX_RETRIES = 3  # attempts after the first when the worker process or its node dies
@@ -54,7 +55,7 @@ def create(request: ExecutorRequest) -> "RayExecutor":
     except ImportError:
         raise BadInputError("--executor ray needs Ray: pip install 'agenteval[ray]'") from None
     for label, model in request.models.items():
-        server = model.server
+        server = model.server if isinstance(model, ServedModel) else None
         if server is not None:
             raise ClusterError(
                 f"model {label}: agenteval starts its server ({server.cfg.engine} engine), which the Ray "

@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from agenteval.agent.solver import AgentModel
 from agenteval.config import ProjectConfig
 from agenteval.errors import ClusterError
-from agenteval.models.base import AgentModel
 from agenteval.records import Fingerprint, TrialRecord
 from agenteval.runner.trial import TrialEnv, TrialSpec, run_trial
 from agenteval.sandbox.base import Sandbox
@@ -114,7 +114,7 @@ def check_images(images: list[str]) -> dict[str, Any]:
 def _model(label: str, config: ProjectConfig | None) -> AgentModel:
     """The model client for ``label`` in this worker process (built once). A label
     re-parses to its own spec; an alias is looked up in the config that came along."""
-    from agenteval.models.registry import create_model
+    from agenteval.runner.model_registry import create_model
 
     key = (label, config.model_dump_json() if config is not None else "")
     with _lock:

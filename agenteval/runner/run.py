@@ -1,129 +1,48 @@
 """The run driver: plans the matrix, runs trials through an executor, commits
 each record as it arrives (this process is the only writer), survives Ctrl-C.
+A run always ends ``completed``, ``interrupted`` or ``failed``; what a command does with
+a recorded run afterwards (its report) runs under the same rules (``after_run``).
 """
 
 from __future__ import annotations
 
-import dataclasses
+import os
+import platform
 import secrets
 import signal
+import socket
 import tempfile
-import threading
 import traceback
+from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, wait
-from dataclasses import dataclass, field
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from types import FrameType
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol, TypedDict, cast
+from typing import TYPE_CHECKING, Callable, Protocol, TypeVar
 
 from agenteval import __version__
+from agenteval.agent.solver import AgentModel
 from agenteval.config import ProjectConfig, load_config
 from agenteval.errors import (AgentEvalError, BadInputError, InterruptedRunError, RunFailedError, SandboxError,
                               ServerStartError)
-from agenteval.models.base import AgentModel, ModelSpec, base_fingerprint
+from agenteval.logs import Log
+from agenteval.models.base import ModelSpec
 from agenteval.models.chat import ModelCallError, close_all_streams
-from agenteval.models.registry import create_model
-from agenteval.processes import owner_gone, this_process
+from agenteval.processes import owner_gone, sigterm_as_interrupt, this_process
 from agenteval.records import FailureMode, Fingerprint, RunRecord, RunStatus, ServingRecord, TrialRecord, utcnow
 from agenteval.runner.executor import IN_PROCESS, Executor, ExecutorRequest, check_executor_name, create_executor
+from agenteval.runner.model_registry import create_model
+from agenteval.runner.options import RunOptions, with_run_settings
 from agenteval.runner.trial import TrialEnv, TrialInterrupted, TrialSpec, failed_record
 from agenteval.sandbox.base import Sandbox
-from agenteval.paths import DEFAULT_DB, REPORTS_DIR
+from agenteval.serving.served import ServedModel
 from agenteval.store import Store
-from agenteval.task import Task, expand_task_paths, load_task
+from agenteval.task.folder import Task
+from agenteval.task.loader import expand_task_paths, load_task
 
 if TYPE_CHECKING:
     from docker import DockerClient
-
-
-class Budgets(TypedDict, total=False):
-    """Command-line budgets that replace task.toml's [agent] values."""
-
-    max_steps: int
-    max_total_tokens: int
-    timeout_sec: float
-
-
-def budgets_from_flags(max_steps: int | None, max_tokens: int | None, timeout_sec: float | None) -> Budgets:
-    """The budgets the command line gave (--max-steps, --max-tokens, --agent-timeout)."""
-    budgets: Budgets = {}
-    if max_steps is not None:
-        budgets["max_steps"] = max_steps
-    if max_tokens is not None:
-        budgets["max_total_tokens"] = max_tokens
-    if timeout_sec is not None:
-        budgets["timeout_sec"] = timeout_sec
-    return budgets
-
-
-class StoredOptions(TypedDict):
-    """RunOptions as recorded in runs.config, what --resume reads back."""
-
-    task_paths: list[str]
-    models: list[str]
-    samples: int | None
-    concurrency: int
-    variants: list[str]
-    config: str | None
-    budgets: Budgets
-    out: str
-    executor: str
-    ray_address: str | None
-    allow_internet: bool
-    pass_threshold: float | None
-    ladder: dict[str, Any] | None
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    """What the user asked for. ``None`` means not given: the default, or on --resume the resumed run's value."""
-
-    task_paths: list[str]
-    models: list[str]
-    samples: int | None = None
-    concurrency: int | None = None  # trials at once (default 1)
-    variants: list[str] = field(default_factory=list)
-    db: Path = DEFAULT_DB
-    out: Path = REPORTS_DIR
-    resume: str | None = None
-    config: Path | None = None
-    retry_errors: bool = False
-    budgets: Budgets = field(default_factory=Budgets)
-    executor: str | None = None  # 'local' (threads here, the default) or 'ray' (tasks on a Ray cluster)
-    ray_address: str | None = None  # with executor='ray': HOST:PORT, ray://..., 'auto' or 'local'
-    allow_internet: bool = False  # network for the tasks that allow it (Harbor's allow_internet); none otherwise
-    pass_threshold: float | None = None  # reward protocol: passing reward, in place of the tasks' own (1)
-    ladder: dict[str, Any] | None = None  # a ladder run's own options, what `agenteval ladder --resume` reads
-
-    @property
-    def jobs(self) -> int:
-        return self.concurrency or 1
-
-    @property
-    def executor_name(self) -> str:
-        return self.executor or "local"
-
-    def to_config(self) -> StoredOptions:
-        return {"task_paths": self.task_paths, "models": self.models, "samples": self.samples,
-                "concurrency": self.jobs, "variants": self.variants,
-                "config": str(self.config) if self.config else None, "budgets": self.budgets,
-                "out": str(self.out), "executor": self.executor_name, "ray_address": self.ray_address,
-                "allow_internet": self.allow_internet, "pass_threshold": self.pass_threshold, "ladder": self.ladder}
-
-    def resumed(self, stored: Mapping[str, Any]) -> "RunOptions":
-        """The options of the run being resumed, with every flag given now winning over its stored value."""
-        cfg = cast(StoredOptions, {**self.to_config(), **stored})
-        return dataclasses.replace(
-            self, task_paths=cfg["task_paths"], models=cfg["models"], samples=cfg["samples"],
-            variants=cfg["variants"], budgets=cfg["budgets"] or {},
-            concurrency=self.concurrency if self.concurrency is not None else cfg["concurrency"],
-            config=self.config or (Path(cfg["config"]) if cfg["config"] else None),
-            executor=self.executor if self.executor is not None else cfg["executor"],
-            ray_address=self.ray_address or cfg["ray_address"],
-            allow_internet=self.allow_internet or bool(cfg["allow_internet"]),
-            pass_threshold=self.pass_threshold if self.pass_threshold is not None else cfg["pass_threshold"],
-            ladder=self.ladder or cfg["ladder"])
 
 
 @dataclass(frozen=True)
@@ -140,9 +59,11 @@ class RunPlan:
 
 @dataclass
 class RunResult:
+    """A run as it ended: its row, its trials, and the options it ran with (a resumed run's own)."""
+
     run: RunRecord
     records: list[TrialRecord]
-    report: Path | None
+    opts: RunOptions
     interrupted: bool = False
     skipped: int = 0
 
@@ -172,28 +93,7 @@ def plan(tasks: list[Task], models: list[ModelSpec], samples: int | None, varian
             for s in range(samples or task.spec.samples)]
 
 
-def with_budgets(task: Task, budgets: Budgets) -> Task:
-    """The task with command-line budgets in place of task.toml's [agent] values."""
-    if not budgets:
-        return task
-    agent = task.spec.agent.model_copy(update=dict(budgets))
-    return dataclasses.replace(task, spec=task.spec.model_copy(update={"agent": agent}))
-
-
-def with_run_settings(task: Task, opts: RunOptions) -> Task:
-    """The task as this run runs it: budgets, the pass threshold, and network only where the task allows
-    it and the run grants it (--allow-internet)."""
-    task = with_budgets(task, opts.budgets)
-    asked = task.spec.sandbox.internet
-    sandbox = task.spec.sandbox.model_copy(update={"internet": asked and opts.allow_internet})
-    verifier = task.spec.verifier
-    if opts.pass_threshold is not None:
-        verifier = verifier.model_copy(update={"pass_threshold": opts.pass_threshold})
-    return dataclasses.replace(task, spec=task.spec.model_copy(update={"sandbox": sandbox, "verifier": verifier}),
-                               internet_withheld=asked and not opts.allow_internet)
-
-
-def warn_ignored_keys(tasks: list[Task], log: Callable[[str], None]) -> None:
+def warn_ignored_keys(tasks: list[Task], log: Log) -> None:
     """One line naming every Harbor key agenteval does not use, with how many tasks set it."""
     counts: dict[str, int] = {}
     for task in tasks:
@@ -204,7 +104,7 @@ def warn_ignored_keys(tasks: list[Task], log: Callable[[str], None]) -> None:
             ", ".join(f"{k} ({n} task{'s' if n > 1 else ''})" for k, n in sorted(counts.items())))
 
 
-def prepare(opts: RunOptions, log: Callable[[str], None]) -> RunPlan:
+def prepare(opts: RunOptions, log: Log) -> RunPlan:
     """Validate everything a user can get wrong before any container starts."""
     if not opts.task_paths:
         raise BadInputError("no task given: agenteval run tasks/folder --model oracle")
@@ -245,7 +145,9 @@ def prepare(opts: RunOptions, log: Callable[[str], None]) -> RunPlan:
 
 
 def execute_run(opts: RunOptions, observer: RunObserver | None = None,
-                log: Callable[[str], None] = print, executor: Executor | None = None) -> RunResult:
+                log: Log = print, executor: Executor | None = None) -> RunResult:
+    """Run every trial ``opts`` asks for (on --resume, those the run lacks) and record each; no
+    report (a command that wants one renders it after, ``after_run``)."""
     observer = observer or _Silent()
     with Store(opts.db) as store:
         if opts.resume:
@@ -267,13 +169,13 @@ class _Committer:
     store: Store
     observer: RunObserver
     executor: Executor
-    log: Callable[[str], None]
+    log: Log
 
 
 def _execute(run_plan: RunPlan, sink: _Committer) -> RunResult:
-    """Record the run, drive its trials model by model, render the report. The run always ends
-    ``completed``, ``interrupted`` or ``failed``: Ctrl-C outside the trials raises
-    InterruptedRunError, any other error RunFailedError, both with the run recorded as such."""
+    """Record the run and drive its trials model by model. The run always ends ``completed``,
+    ``interrupted`` or ``failed``: Ctrl-C outside the trials raises InterruptedRunError, any other
+    error RunFailedError, both with the run recorded as such (``ended_as_recorded``)."""
     opts, store, tasks, models = run_plan.opts, sink.store, run_plan.tasks, run_plan.models
     run_id = opts.resume or new_run_id()
     run = RunRecord(run_id=run_id, started_at=utcnow(), agenteval_version=__version__,
@@ -282,7 +184,8 @@ def _execute(run_plan: RunPlan, sink: _Committer) -> RunResult:
                     concurrency=opts.jobs, config=dict(opts.to_config()), owner=this_process())
     if opts.resume:
         previous = store.run(run_id)
-        if previous.status is RunStatus.running and previous.owner and owner_gone(previous.owner) is False:
+        owner = previous.owner  # a ladder records its run first, then hands it over from this very process
+        if previous.status is RunStatus.running and owner and owner != run.owner and owner_gone(owner) is False:
             raise BadInputError(f"run {run_id} is still running (process {previous.owner}); wait for it, "
                                 f"or stop it first")
         run = run.model_copy(update={"started_at": previous.started_at})
@@ -290,25 +193,37 @@ def _execute(run_plan: RunPlan, sink: _Committer) -> RunResult:
             n = store.forget_trials(opts.resume, "infra_error")
             sink.log(f"running {n} trials that ended in infra_error again")
     store.save_run(run)
-    out_dir = opts.out / run_id
-    try:
-        interrupted, skipped = _run_trials(run_plan, sink, run_id, out_dir)
+    with ended_as_recorded(store, opts, run_id):
+        interrupted, skipped = _run_trials(run_plan, sink, run_id, opts.out / run_id)
         store.finish_run(run_id, RunStatus.interrupted if interrupted else RunStatus.completed)
-        from agenteval.report import render_run
-
-        report = render_run(store, run_id, out_dir)
-    except KeyboardInterrupt:  # outside the trials (a server starting, the report): nothing half-done
-        store.finish_run(run_id, RunStatus.interrupted)
-        raise InterruptedRunError(f"run {run_id} interrupted; every finished trial is kept; resume with: "
-                                  f"{resume_command(opts, run_id)}") from None
-    except Exception as e:
-        raise mark_failed(store, run_id, out_dir, e, resume_command(opts, run_id)) from e
-    return RunResult(run=store.run(run_id), records=store.trials(run_id), report=report,
+    return RunResult(run=store.run(run_id), records=store.trials(run_id), opts=opts,
                      interrupted=interrupted, skipped=skipped)
 
 
-def resume_command(opts: RunOptions, run_id: str) -> str:
-    return f"agenteval {'ladder' if opts.ladder else 'run'} --resume {run_id}"
+@contextmanager
+def ended_as_recorded(store: Store, opts: RunOptions, run_id: str) -> Iterator[None]:
+    """Work on a recorded run (its trials, its report) that leaves it ``interrupted`` on Ctrl-C
+    (InterruptedRunError: nothing is half-done) and ``failed`` on any other error (RunFailedError,
+    ``mark_failed``); both messages say how to resume."""
+    try:
+        yield
+    except KeyboardInterrupt:  # outside the trials (a server starting, the report): nothing half-done
+        store.finish_run(run_id, RunStatus.interrupted)
+        raise InterruptedRunError(f"run {run_id} interrupted; every finished trial is kept; resume with: "
+                                  f"{opts.resume_command(run_id)}") from None
+    except Exception as e:
+        raise mark_failed(store, run_id, opts.out / run_id, e, opts.resume_command(run_id)) from e
+
+
+_Done = TypeVar("_Done")
+
+
+def after_run(result: RunResult, step: Callable[[Store, Path], _Done]) -> _Done:
+    """``step(store, run folder)`` on a run that ended (a command's report of it), under the run's
+    own rules (``ended_as_recorded``): an error there fails the run as one in its trials would."""
+    run_id = result.run.run_id
+    with Store(result.opts.db) as store, ended_as_recorded(store, result.opts, run_id):
+        return step(store, result.opts.out / run_id)
 
 
 def _run_trials(run_plan: RunPlan, sink: _Committer, run_id: str, out_dir: Path) -> tuple[bool, int]:
@@ -382,12 +297,20 @@ def _fingerprinter(run_plan: RunPlan, into: dict[tuple[str, str], Fingerprint]) 
 
     def fingerprint(model: AgentModel) -> None:
         for task in run_plan.tasks:
-            into[(model.spec.label, task.name)] = base_fingerprint(
+            into[(model.spec.label, task.name)] = _base_fingerprint(
                 model.spec, docker_version=docker_version, image=images[task.name],
                 image_id=image_ids[task.name], model_info=model.fingerprint_info(),
             ).model_copy(update={"network": "internet" if task.spec.sandbox.internet else "none"})
 
     return fingerprint
+
+
+def _base_fingerprint(spec: ModelSpec, *, docker_version: str | None, image: str, image_id: str | None,
+                      model_info: dict[str, object]) -> Fingerprint:
+    return Fingerprint(agenteval_version=__version__, host=socket.gethostname(),
+                       platform=platform.platform(), cpu_count=os.cpu_count(), model=spec.label,
+                       provider=spec.provider, docker_version=docker_version, image=image, image_id=image_id,
+                       model_info=model_info)
 
 
 def _run_model(model: AgentModel, group: list[TrialSpec], env: TrialEnv, sink: _Committer,
@@ -407,7 +330,7 @@ def _run_model(model: AgentModel, group: list[TrialSpec], env: TrialEnv, sink: _
             sink.observer.trial_done(record)
         return False
     finally:
-        server = model.server
+        server = model.server if isinstance(model, ServedModel) else None
         if server is not None and server.load_s is not None:  # a server agenteval started and saw answer
             sink.store.commit_serving(ServingRecord(
                 run_id=env.run_id, model=model.spec.label, started_at=started, stopped_at=utcnow(),
@@ -420,22 +343,19 @@ def _drive(todo: list[TrialSpec], env: TrialEnv, sink: _Committer) -> bool:
     stops the trials still running (their sandboxes removed) and goes on up."""
     executor = sink.executor
     pending: set[Future[TrialRecord]] = {executor.submit(spec, env) for spec in todo}
-    previous = _sigterm_as_interrupt()
-    try:
-        while pending:
-            finished, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
-            for fut in finished:
-                _commit(fut, sink)
-        return False
-    except KeyboardInterrupt:
-        _stop_trials(pending, env, sink, commit=True)
-        return True
-    except BaseException:
-        _stop_trials(pending, env, sink, commit=False)
-        raise
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+    with sigterm_as_interrupt():
+        try:
+            while pending:
+                finished, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    _commit(fut, sink)
+            return False
+        except KeyboardInterrupt:
+            _stop_trials(pending, env, sink, commit=True)
+            return True
+        except BaseException:
+            _stop_trials(pending, env, sink, commit=False)
+            raise
 
 
 def _stop_trials(pending: set["Future[TrialRecord]"], env: TrialEnv, sink: _Committer, commit: bool) -> None:
@@ -466,14 +386,3 @@ def _commit(fut: "Future[TrialRecord]", sink: _Committer) -> None:
         return  # cut short by Ctrl-C: not a result; --resume runs it again
     sink.store.commit_trial(record)
     sink.observer.trial_done(record)
-
-
-def _sigterm_as_interrupt() -> "signal._HANDLER":
-    """Let SIGTERM stop a run as Ctrl-C does (records kept, sandboxes removed); the previous handler."""
-    if threading.current_thread() is not threading.main_thread():
-        return None
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    return signal.signal(signal.SIGTERM, handler)

@@ -5,11 +5,13 @@ task's hidden verifier judges it in the same sandbox a trial would use.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
 
 from agenteval.errors import BadInputError
+from agenteval.logs import Log
 from agenteval.sandbox.base import AGENT_UID, WORKSPACE, check_copyable
-from agenteval.task import Task, VariantSpec, load_task
+from agenteval.task.folder import Task
+from agenteval.task.loader import load_task
+from agenteval.task.spec import VariantSpec
 from agenteval.verify import VerifyOutcome, verify_trial
 
 
@@ -22,12 +24,12 @@ def pick_variant(task: Task, variant_id: str | None) -> VariantSpec:
 
 
 def verify_solution(task_path: str | Path, solution: str | Path, variant_id: str | None = None,
-                    artifacts_dir: Path | None = None, log: Callable[[str], None] = print,
+                    artifacts_dir: Path | None = None, log: Log = print,
                     pass_threshold: float | None = None, allow_internet: bool = False) -> VerifyOutcome:
     """Run ``task``'s verifier on the files in ``solution``, copied into /workspace (also a Harbor
     task's workdir, as the agent's) byte for byte: every file, dotfile and cache folder, with its
     mode; a folder that cannot be copied so is refused."""
-    from agenteval.runner.run import RunOptions, with_run_settings
+    from agenteval.runner.options import RunOptions, with_run_settings
     from agenteval.sandbox.docker import DockerSandbox
     from agenteval.sandbox.engine import connect
     from agenteval.sandbox.images import ensure_task_image

@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Callable
 
 from agenteval.agent import run_agent
+from agenteval.agent.solver import AgentContext, AgentModel, AgentOutcome, AgentStatus
 from agenteval.errors import AgentEvalError, SandboxError
-from agenteval.models.base import AgentContext, AgentModel, AgentOutcome, AgentStatus, ModelSpec
+from agenteval.models.base import ModelSpec
 from agenteval.models.sampling import sample_index
 from agenteval.records import FailureMode, Fingerprint, TrialRecord, utcnow
 from agenteval.sandbox.base import AGENT_UID, WORKSPACE, Sandbox

@@ -1,5 +1,6 @@
 """Task validation: the oracle passes K out of K times and nop fails, on every
-variant. A task that fails this measures nothing (CI runs it on every task).
+variant. A task that fails this measures nothing (CI runs it on every task). Its runs
+go to a scratch store and write no report.
 """
 
 from __future__ import annotations
@@ -9,10 +10,11 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from agenteval.errors import RunFailedError
-from agenteval.runner.run import RunObserver, RunOptions, execute_run
+from agenteval.logs import Log
+from agenteval.runner.options import RunOptions
+from agenteval.runner.run import RunObserver, execute_run
 
 
 @dataclass
@@ -37,7 +39,7 @@ class VariantValidation:
 
 
 def validate_tasks(paths: list[str], repeat: int = 1, concurrency: int = 1, db: Path | None = None,
-                   observer: RunObserver | None = None, log: Callable[[str], None] = print,
+                   observer: RunObserver | None = None, log: Log = print,
                    allow_internet: bool = False) -> list[VariantValidation]:
     with tempfile.TemporaryDirectory(prefix="agenteval-validate-") as tmp:
         store = db or Path(tmp) / "validate.duckdb"

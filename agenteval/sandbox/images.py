@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from agenteval.errors import BadInputError, ImageBuildError
+from agenteval.logs import Log
 from agenteval.task.spec import SandboxSpec
 
 if TYPE_CHECKING:
@@ -36,8 +37,6 @@ _ready: dict[str, str] = {}
 # What every sandbox runs inside the image: the keep-alive and the verifier drop privileges with setpriv,
 # commands run under coreutils' timeout; Harbor's tests are bash scripts.
 SANDBOX_TOOLS = ("setpriv", "timeout", "sh", "bash")
-
-Log = Callable[[str], None]
 
 
 def find_sandboxes_dir(start: Path | None = None) -> Path:

@@ -25,7 +25,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agenteval.errors import TaskError
-from agenteval.task.loader import Task, describe_validation_error, hash_tree
+from agenteval.settings import describe_validation_error
+from agenteval.task.folder import Task, hash_tree
 from agenteval.task.spec import AgentSpec, SandboxSpec, TaskSpec, VerifierSpec
 
 TEST_SCRIPT = "tests/test.sh"

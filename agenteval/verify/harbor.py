@@ -25,22 +25,20 @@ from __future__ import annotations
 
 import json
 import math
-import mimetypes
-import re
 import secrets
 from pathlib import Path
 
 from agenteval.errors import SandboxFileError
-from agenteval.records import Artifact, Check, ExecRecord, Verdict
+from agenteval.records import Check, ExecRecord, Verdict
 from agenteval.sandbox.base import (
     AGENT_UID, HARBOR_LOGS, HARBOR_TESTS, VERIFIER_LOGS, VERIFIER_UID, VERIFY_GID, Sandbox, files_from_dir,
 )
-from agenteval.task import Task, VariantSpec
-from agenteval.verify import VerifyOutcome
+from agenteval.task.folder import Task
+from agenteval.task.spec import VariantSpec
+from agenteval.verify.outcome import VerifyOutcome, save_artifacts
 
 REWARD_CHECK = "reward"
 MAX_LOG_BYTES = 16 * 1024**2
-_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def verify_reward(sandbox: Sandbox, task: Task, variant: VariantSpec, artifacts_dir: Path | None = None,
@@ -71,7 +69,7 @@ def verify_reward(sandbox: Sandbox, task: Task, variant: VariantSpec, artifacts_
         except SandboxFileError:
             artifacts = {}  # over the cap: not kept
         kept = {f"artifacts-{k}": v for k, v in artifacts.items()} | {f"verifier-{k}": v for k, v in logs.items()}
-        outcome.artifacts = _save(kept, artifacts_dir, artifacts_rel)
+        outcome.artifacts = save_artifacts(kept, artifacts_dir, artifacts_rel)
     outcome.verdict = judge(logs, result, spec.pass_threshold, task.internet_withheld)
     return outcome
 
@@ -169,15 +167,3 @@ def _ctrf_summary(raw: bytes | None) -> str | None:
         return f"{int(summary['passed'])} passed, {int(summary['failed'])} failed of {int(summary['tests'])} (ctrf.json)"
     except (ValueError, KeyError, TypeError):
         return None
-
-
-def _save(files: dict[str, bytes], dest: Path, rel: str) -> list[Artifact]:
-    """Files kept beside the record, named flat (a slash becomes '-') as the report links them."""
-    saved: list[Artifact] = []
-    for name, data in sorted(files.items()):
-        safe = _SAFE.sub("-", name).strip("-.")[:120] or "file"
-        dest.mkdir(parents=True, exist_ok=True)
-        (dest / safe).write_bytes(data)
-        saved.append(Artifact(name=safe, path=f"{rel}/{safe}" if rel else safe, size=len(data),
-                              media_type=mimetypes.guess_type(safe)[0] or "application/octet-stream"))
-    return saved

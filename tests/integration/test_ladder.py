@@ -31,7 +31,7 @@ KL_TEXT = REPO / "README.md"  # a fixed text far longer than the 2,000 scored to
 def llama_cpp_tools() -> None:
     from agenteval.ladder.divergence import find_perplexity_tool
     from agenteval.ladder.quantize import find_quantizer
-    from agenteval.models.engines.llama_server import find_binary
+    from agenteval.serving.engines.llama_server import find_binary
 
     if not (find_binary() and find_quantizer() and find_perplexity_tool()):
         missing("llama-server", "llama-server, llama-quantize and llama-perplexity are not built")
@@ -41,8 +41,8 @@ def llama_cpp_tools() -> None:
 def tiny_f16(tmp_path_factory: pytest.TempPathFactory) -> Path:
     requires("serve")
     requires("llamacpp")
-    from agenteval.models.gguf import write_gguf
-    from agenteval.models.testmodel import create_test_model
+    from agenteval.gguf.write import write_gguf
+    from agenteval.serving.testmodel import create_test_model
 
     directory = tmp_path_factory.mktemp("tiny-ladder")
     create_test_model(directory)
@@ -93,7 +93,7 @@ def test_a_ladder_of_the_random_model_resumes_after_kill_9_and_reuses_its_rungs(
     [run_id] = run_ids(workdir)
     with Store(workdir / "db.duckdb", read_only=True) as store:
         before = store.committed_keys(run_id)
-        assert store.run(run_id).status == "running"
+        assert store.run(run_id).status == "abandoned"  # recorded running; its process is gone
         assert len(store.rungs(run_id)) == 4  # reference + 3 rungs, divergences measured before any trial
     assert {k.split("/")[2] for k in before} == {"F16"}
 
@@ -205,7 +205,7 @@ def test_the_ladder_page_renders_in_chromium(workdir: Path, tiny_f16: Path, llam
 def test_a_requantized_smollm2_ladder_is_refused_then_labelled(workdir: Path, llama_cpp_tools: None,
                                                                 python_image: str, docker_client: Any) -> None:
     from agenteval.config import model_cache_dir
-    from agenteval.models.downloads import DOWNLOADS
+    from agenteval.serving.downloads import DOWNLOADS
 
     smol = Path(os.environ.get("AGENTEVAL_REAL_MODELS") or model_cache_dir()) / DOWNLOADS["smollm2"].file
     if not smol.is_file():

@@ -46,8 +46,8 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The random-weight model as F16 and as each rung, quantized by llama.cpp."""
     if importlib.util.find_spec("llama_cpp") is None:
         missing("llamacpp", "llama_cpp is not installed")
-    from agenteval.models.gguf import quantize
-    from agenteval.models.testmodel import create_test_model
+    from agenteval.gguf.write import quantize
+    from agenteval.serving.testmodel import create_test_model
 
     folder = tmp_path_factory.mktemp("tiny")
     try:
@@ -155,7 +155,7 @@ def test_smollm2_q4_0_requantized(perplexity_tool: Path, tmp_path: Path) -> None
     """Real weights: Q4_1 as the reference, Q4_0 requantized from it, over the folder and
     translate instructions (capped at MIN_TOKENS scored positions to keep it under a minute)."""
     from agenteval.config import model_cache_dir
-    from agenteval.models.downloads import DOWNLOADS
+    from agenteval.serving.downloads import DOWNLOADS
 
     spec = DOWNLOADS["smollm2"]
     source = Path(os.environ.get("AGENTEVAL_REAL_MODELS") or model_cache_dir()) / spec.file

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from agenteval.errors import BadInputError
+from agenteval.gguf.info import gguf_info
 from agenteval.ladder import quantize
 from agenteval.ladder.quantize import (
     ALIASES,
@@ -35,7 +36,6 @@ from agenteval.ladder.quantize import (
     reference_rung,
     rung_path,
 )
-from agenteval.models.gguf import gguf_info
 from tests.conftest import missing
 
 REPO = Path(__file__).resolve().parents[2]
@@ -69,8 +69,8 @@ def ladder_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture(scope="session")
 def f16_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny random-weight Llama, written once per session as an F16 GGUF."""
-    from agenteval.models.gguf import write_gguf
-    from agenteval.models.testmodel import create_test_model
+    from agenteval.gguf.write import write_gguf
+    from agenteval.serving.testmodel import create_test_model
 
     folder = tmp_path_factory.mktemp("tiny-model")
     try:

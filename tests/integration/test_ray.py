@@ -22,8 +22,9 @@ from typing import Any, Iterator
 
 import pytest
 
-from agenteval.runner import RunOptions, execute_run
+from agenteval.console import report_run
 from agenteval.records import TrialRecord
+from agenteval.runner import RunOptions, execute_run
 from agenteval.sandbox.cleanup import LABEL, OWNER_LABEL
 from tests.conftest import REPO, requires
 
@@ -103,7 +104,7 @@ def test_ray_run_matches_local_run(cluster: Cluster, docker_client: Any, workdir
     assert remote.run.status == "completed" and remote.run.config["executor"] == "ray"
     assert {r.task_path for r in remote.records} == {r.task_path for r in local.records}
     assert all(r.fingerprint.image_id and r.fingerprint.docker_version for r in remote.records)
-    assert remote.report is not None and remote.report.is_file()
+    assert report_run(remote).is_file()
     run_label = {"label": f"agenteval.run={remote.run.run_id}"}
     assert docker_client.api.containers(all=True, filters=run_label) == []
 

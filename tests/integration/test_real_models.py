@@ -23,13 +23,14 @@ import httpx
 import pytest
 
 from agenteval.config import BUILTIN_MODELS, ModelConfig, ProjectConfig, model_cache_dir
-from agenteval.models import ChatModel, create_model
+from agenteval.models import ChatModel
 from agenteval.models.base import ToolSupport
 from agenteval.models.chat import CallStop, Failure, ModelCallError
-from agenteval.models.downloads import DOWNLOADS
-from agenteval.models.engines.llama_server import find_binary
-from agenteval.models.served import ServedModel, build_served
-from agenteval.models.servers import free_port
+from agenteval.runner.model_registry import build_served, create_model
+from agenteval.serving.downloads import DOWNLOADS
+from agenteval.serving.engines.llama_server import find_binary
+from agenteval.serving.served import ServedModel
+from agenteval.serving.servers import free_port
 from tests.conftest import missing
 from tests.streamed import chunks, record_streams, tool_call_count
 
@@ -284,7 +285,7 @@ def test_the_header_reader_agrees_with_the_gguf_package_on_real_models(real_mode
     reader, the same as the gguf package's full reader gives, in a small part of its time."""
     import gguf
 
-    from agenteval.models.gguf_header import read_header
+    from agenteval.gguf.header import read_header
 
     for spec in DOWNLOADS.values():
         path = real_models / spec.file

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from agenteval.console import report_run
 from agenteval.records import FailureMode, RunStatus, TrialRecord
 from agenteval.runner import RunOptions, execute_run
 from agenteval.sandbox.cleanup import LABEL
@@ -28,7 +29,7 @@ def run(workdir: Path, tasks: list[str], models: list[str], **kw: Any) -> list[T
     opts = RunOptions(task_paths=tasks, models=models, db=workdir / "db.duckdb", out=workdir / "reports", **kw)
     result = execute_run(opts, log=lambda m: None)
     assert result.run.status == "completed"
-    assert result.report is not None and result.report.is_file()
+    assert report_run(result).is_file()
     return result.records
 
 

@@ -15,8 +15,8 @@ from typer.testing import CliRunner
 
 from agenteval.cli import app
 from agenteval.errors import StoreError
-from agenteval.models.servers import ManagedServer
 from agenteval.records import RunStatus
+from agenteval.serving.servers import ManagedServer
 from agenteval.store import Store
 from tests.conftest import FIXTURES, REPO, leftovers
 
@@ -65,7 +65,7 @@ def _second_commit_fails(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 INJECTIONS: dict[str, Callable[[pytest.MonkeyPatch], None]] = {
-    "server start": lambda mp: mp.setattr("agenteval.models.servers.ManagedServer._wait_healthy",
+    "server start": lambda mp: mp.setattr("agenteval.serving.servers.ManagedServer._wait_healthy",
                                           _raise("injected while the server started")),
     "trial": lambda mp: mp.setattr("agenteval.runner.executor.run_trial", _raise("injected in a trial")),
     "commit": _second_commit_fails,

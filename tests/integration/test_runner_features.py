@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 
 from agenteval.config import ModelConfig, ProjectConfig
-from agenteval.models.served import build_served
 from agenteval.records import FailureMode
 from agenteval.runner import RunOptions, execute_run
+from agenteval.runner.model_registry import build_served
 from agenteval.store import Store
 from tests.conftest import FIXTURES, REPO
 from tests.integration.test_agent_graph import WARM_UP, text_reply, tool_reply

@@ -18,9 +18,10 @@ import pytest
 
 from agenteval.config import ModelConfig, ProjectConfig
 from agenteval.errors import ServerStartError
-from agenteval.models.engines import create_engine
-from agenteval.models.served import ServedModel, build_served
-from agenteval.models.servers import ManagedServer
+from agenteval.runner.model_registry import build_served
+from agenteval.serving.engines import create_engine
+from agenteval.serving.served import ServedModel
+from agenteval.serving.servers import ManagedServer
 from tests.conftest import FIXTURES, REPO, requires
 from tests.streamed import chunks, record_streams, tool_call_count
 
@@ -35,7 +36,7 @@ MESSAGES = [{"role": "user", "content": "Write hello into a.txt"}]
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     requires("serve")
     requires("llamacpp")
-    from agenteval.models.testmodel import create_test_model
+    from agenteval.serving.testmodel import create_test_model
 
     directory = tmp_path_factory.mktemp("tiny")
     create_test_model(directory, gguf="Q4_K_M")
@@ -123,7 +124,7 @@ def test_server_dies_with_a_killed_runner(tmp_path: Path) -> None:
     script = (
         "import sys, time\n"
         "from agenteval.config import ModelConfig\n"
-        "from agenteval.models.engines import create_engine\n"
+        "from agenteval.serving.engines import create_engine\n"
         f"cfg = ModelConfig(engine='command', health_path='/', command='{sys.executable} -m http.server {{port}} --bind 127.0.0.1')\n"
         f"s = create_engine('web', cfg, None, log_dir=__import__('pathlib').Path({str(tmp_path)!r}))\n"
         "s.start()\n"
@@ -154,6 +155,7 @@ def _alive(pid: int) -> bool:
 def test_run_end_to_end_with_served_models(workdir: Path, tiny_model: Path, python_image: str,
                                            docker_client: Any) -> None:
     """The README's main job in small: oracle plus the tiny model on both engines, real telemetry recorded."""
+    from agenteval.console import report_run
     from agenteval.runner import RunOptions, execute_run
 
     (workdir / "agenteval.toml").write_text(
@@ -175,8 +177,7 @@ def test_run_end_to_end_with_served_models(workdir: Path, tiny_model: Path, pyth
             assert r.fingerprint.model_info["random_weights"] is True
             # the agent's own notes (role "agent": the protocol it chose, ...) aside
             assert [m["role"] for m in r.transcript if m["role"] != "agent"] == ["system", "user", "assistant"]
-    assert result.report is not None
-    html = result.report.read_text()
+    html = report_run(result).read_text()
     # each model is a row of the leaderboard, the served ones marked: a label matched whole, not "tf" in "utf-8"
     rows = re.findall(r'<tr id="m-[^"]+"><td class="num">\d+</td><th>([^<]+)', html)
     assert sorted(r.strip() for r in rows) == ["oracle", "q4", "tf"], rows

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from agenteval.console import report_run
 from agenteval.records import FailureMode
 from agenteval.runner import RunOptions, execute_run
 from agenteval.runner.solution import verify_solution
@@ -85,7 +86,7 @@ def test_oracle_passes_and_nop_fails_every_translate_variant(workdir: Path, dock
     opts = RunOptions(task_paths=[str(TASK)], models=["oracle", "nop"], db=workdir / "db.duckdb",
                       out=workdir / "reports", concurrency=4)
     result = execute_run(opts, log=lambda m: None)
-    assert result.run.status == "completed" and result.report is not None and result.report.is_file()
+    assert result.run.status == "completed" and report_run(result).is_file()
     by_model = {m: {r.variant: r for r in result.records if r.model == m} for m in ("oracle", "nop")}
     assert sorted(by_model["oracle"]) == sorted(IDS) == sorted(by_model["nop"])
     for r in by_model["oracle"].values():

@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from agenteval.agent import run_agent
-from agenteval.models.base import AgentContext, AgentOutcome, AgentStatus, ChatModel, ModelSpec, ToolSupport
+from agenteval.agent.solver import AgentContext, AgentOutcome, AgentStatus
+from agenteval.models.base import ChatModel, ModelSpec, ToolSupport
 from agenteval.models.chat import CallStop, ChatResponse, Failure, Message, ModelCallError, ToolCall, ToolSchema
 from agenteval.records import ExecRecord, ModelCall, StopReason, ToolProtocol
 from agenteval.sandbox.base import AGENT_UID, FileEntry, Sandbox, TreeEntry

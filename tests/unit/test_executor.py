@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import sys
-from types import SimpleNamespace
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from agenteval.config import ModelConfig, ProjectConfig
 from agenteval.errors import BadInputError, ClusterError
 from agenteval.runner.executor import ExecutorRequest, LocalExecutor, create_executor
+from agenteval.runner.model_registry import create_model
+from agenteval.serving.served import ServedModel
 from tests.conftest import requires
 
 
@@ -35,9 +38,11 @@ def test_ray_missing_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> No
         create_executor(_request("ray"))
 
 
-def test_ray_refuses_models_whose_server_agenteval_starts() -> None:
+def test_ray_refuses_models_whose_server_agenteval_starts(tmp_path: Path) -> None:
     requires("ray")
-    served = SimpleNamespace(server=SimpleNamespace(cfg=SimpleNamespace(engine="llamacpp")))
+    cfg = ModelConfig(engine="llamacpp", path=str(tmp_path / "tiny.gguf"))
+    served = create_model("tiny", ProjectConfig(models={"tiny": cfg}))  # built, never started
+    assert isinstance(served, ServedModel) and served.server is not None
     with pytest.raises(ClusterError, match="model tiny: agenteval starts its server .*openai:NAME@http"):
         create_executor(_request("ray", models={"tiny": served}))
 

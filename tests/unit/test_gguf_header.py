@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from agenteval.errors import BadInputError
-from agenteval.models.gguf import gguf_info, has_chat_template
-from agenteval.models.gguf_header import GGML_TYPES, read_header
+from agenteval.gguf.header import GGML_TYPES, read_header
+from agenteval.gguf.info import gguf_info, has_chat_template
 from tests.conftest import missing
 
 try:

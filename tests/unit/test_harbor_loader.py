@@ -10,7 +10,8 @@ import pytest
 
 from agenteval.errors import TaskError
 from agenteval.records import ExecRecord
-from agenteval.runner.run import RunOptions, warn_ignored_keys, with_run_settings
+from agenteval.runner.options import RunOptions, with_run_settings
+from agenteval.runner.run import warn_ignored_keys
 from agenteval.sandbox.base import SandboxLayout
 from agenteval.task import expand_task_paths, load_task
 from agenteval.verify.harbor import judge, read_rewards

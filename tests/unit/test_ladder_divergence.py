@@ -15,6 +15,7 @@ import pytest
 
 from agenteval.errors import BadInputError
 from agenteval.ladder import divergence as dv
+from agenteval.ladder import logits_file
 from tests.conftest import requires
 from agenteval.ladder import divergence_numpy as dn
 from agenteval.ladder.divergence import (
@@ -157,8 +158,8 @@ def test_sidecar_reuse_needs_same_source_and_a_whole_file(tmp_path: Path) -> Non
     text = text_of("some text", "file t")
     identity = dv.reference_identity(model, text, 512, "llama-perplexity")
     logits = tmp_path / "reference-x.logits"
-    logits.write_bytes(bytes(dv.logits_file_bytes(8, 512, 10)))
-    ref = dv.ReferenceLogits(path=logits, context=512, chunks=8, vocab=10, method="llama-perplexity")
+    logits.write_bytes(bytes(logits_file.logits_file_bytes(8, 512, 10)))
+    ref = logits_file.ReferenceLogits(path=logits, context=512, chunks=8, vocab=10, method="llama-perplexity")
     sidecar = tmp_path / "reference-x.json"
     assert load_sidecar(sidecar, identity) is None  # never finished
     dv.write_sidecar(sidecar, identity, ref, 1.0)
@@ -176,8 +177,8 @@ def test_sidecar_reuse_needs_same_source_and_a_whole_file(tmp_path: Path) -> Non
 
 def test_logits_file_size_is_two_bytes_per_vocab_entry_and_position() -> None:
     # header + tokens + (scale, min) and one u16 per vocabulary entry (rounded up to even) per position
-    assert dv.logits_file_bytes(8, 512, 49152) == 20 + 8 * 512 * 4 + 8 * 255 * (49152 + 4) * 2
-    assert dv.logits_file_bytes(1, 128, 5) == 20 + 128 * 4 + 63 * (6 + 4) * 2
+    assert logits_file.logits_file_bytes(8, 512, 49152) == 20 + 8 * 512 * 4 + 8 * 255 * (49152 + 4) * 2
+    assert logits_file.logits_file_bytes(1, 128, 5) == 20 + 128 * 4 + 63 * (6 + 4) * 2
 
 
 # ---- numpy scoring (the llama-cpp-python method) ----

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from agenteval.errors import BadInputError
+from agenteval.gguf.info import LLAMA_FTYPES
 from agenteval.ladder import quantize
 from agenteval.ladder.quantize import (
     IMATRIX_REQUIRED,
@@ -32,7 +33,6 @@ from agenteval.ladder.quantize import (
     reference_rung,
     rung_path,
 )
-from agenteval.models.gguf import LLAMA_FTYPES
 
 FTYPE = {name: ftype for ftype, name in LLAMA_FTYPES.items()}
 FAKE_QUANTIZE = """#!{python}

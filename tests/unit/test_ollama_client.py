@@ -94,7 +94,7 @@ def test_length_stop() -> None:
 
 
 def test_a_plain_ollama_model_gets_the_sampling_defaults() -> None:
-    from agenteval.models import create_model
+    from agenteval.runner.model_registry import create_model
 
     model = create_model("ollama:qwq:32b@http://127.0.0.1:1")
     assert model.fingerprint_info()["sampling"] == {"temperature": 0.0, "seed": 0}

@@ -283,7 +283,7 @@ def test_a_busy_server_is_retried_even_with_tools() -> None:
 
 def test_a_plain_model_sends_the_same_sampling_defaults_as_an_alias() -> None:
     from agenteval.config import DEFAULT_SAMPLING
-    from agenteval.models import create_model
+    from agenteval.runner.model_registry import create_model
 
     with ScriptedServer([Reply.sse(fx.VLLM_REASONING_FIELD)]) as srv:
         model = create_model(f"openai:m@{srv.url}/v1")

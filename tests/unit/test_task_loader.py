@@ -137,7 +137,7 @@ def test_variant_environment_folder(tmp_path: Path) -> None:
 
 
 def test_command_line_budgets_replace_task_toml(tmp_path: Path) -> None:
-    from agenteval.runner.run import with_budgets
+    from agenteval.runner.options import with_budgets
 
     task = load_task(make_task(tmp_path / "t", "[agent]\nmax_steps = 9\ntimeout_sec = 60\n", "x\n"))
     changed = with_budgets(task, {"max_steps": 2, "max_total_tokens": 500})

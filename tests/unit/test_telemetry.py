@@ -121,7 +121,7 @@ def test_clock_and_usage() -> None:
 
 
 def test_llama_perf_report_is_parsed() -> None:
-    from agenteval.models.engines.llamacpp import parse_llama_perf
+    from agenteval.serving.engines.llamacpp import parse_llama_perf
 
     log = """noise
 Llama.generate: 1 prefix-match hit, remaining 17 prompt tokens to eval

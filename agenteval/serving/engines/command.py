@@ -6,7 +6,7 @@ from __future__ import annotations
 import shlex
 
 from agenteval.errors import BadInputError
-from agenteval.models.servers import ManagedServer
+from agenteval.serving.servers import ManagedServer
 
 
 class CommandServer(ManagedServer):

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import json
 
+from agenteval.agent.solver import AgentContext, AgentOutcome, AgentStatus, DirectSolver
 from agenteval.errors import TaskError
-from agenteval.models.base import AgentContext, AgentOutcome, AgentStatus, DirectSolver, ModelRequest, ModelSpec
+from agenteval.models.base import ModelRequest, ModelSpec
 from agenteval.sandbox.base import CONTROL, HARBOR_SOLUTION, VERIFIER_UID, WORKSPACE, files_from_dir
-from agenteval.task import Task
+from agenteval.task.folder import Task
 
 SOLUTION_DIR = f"{CONTROL}/solution"
 

@@ -19,16 +19,15 @@ import subprocess
 from pathlib import Path
 
 from agenteval.errors import BadInputError
-from agenteval.models.servers import ManagedServer, files_sha256
+from agenteval.paths import cache_dir
+from agenteval.serving.servers import ManagedServer
 
 ENV_BINARY = "AGENTEVAL_LLAMA_SERVER"
 
 
 def build_cache_dir() -> Path:
     """Where .ci/llama-server.sh keeps its builds (one folder per version and build flags)."""
-    base = os.environ.get("AGENTEVAL_CACHE") or str(
-        Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "agenteval")
-    return Path(base) / "llama-server"
+    return cache_dir() / "llama-server"
 
 
 def find_binary() -> Path | None:
@@ -96,15 +95,4 @@ class LlamaServer(ManagedServer):
         version = self.version()
         if version:
             info["server_version"] = version
-        path = self.model_path
-        if path and path.is_file():
-            try:
-                from agenteval.models.gguf import gguf_info
-
-                info.update(gguf_info(path))
-            except ImportError:
-                pass  # the gguf package (serve extra) reads the file; /props still names the quantization
-            info["file_bytes"] = path.stat().st_size
-            info["file_sha256"] = files_sha256([path])
-        info.update(self.template_info())
-        return info
+        return {**info, **self.gguf_description()}

@@ -8,10 +8,11 @@ from __future__ import annotations
 import re
 import sys
 import time
+from pathlib import Path
 
 from agenteval.models.base import TokenCounter
 from agenteval.models.chat import CallStop, ChatResponse
-from agenteval.models.servers import ManagedServer, files_sha256, lazy_counter, package_version
+from agenteval.serving.servers import ManagedServer, lazy_counter, package_version
 
 _PERF = re.compile(r"llama_perf_context_print:\s+(?P<what>prompt eval|eval|total) time =\s+(?P<ms>[\d.]+) ms /\s+"
                    r"(?P<n>\d+) (?:tokens|runs)")
@@ -80,6 +81,15 @@ def quiet_llama_logs() -> None:
     llama_cpp.llama_log_set(forward, ctypes.c_void_p(0))
 
 
+def _vocabulary_counter(path: Path) -> TokenCounter:
+    """Tokens by the GGUF's own vocabulary, loaded alone (no weights)."""
+    import llama_cpp
+
+    quiet_llama_logs()
+    vocab = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
+    return lambda t: len(vocab.tokenize(t.encode("utf-8"), add_bos=False, special=False))
+
+
 class LlamaCppServer(ManagedServer):
     requires = ("llama_cpp", "agenteval[llamacpp]")
     needs_model_file = True
@@ -94,30 +104,11 @@ class LlamaCppServer(ManagedServer):
         return "llama-2 (llama-cpp-python's fallback)"
 
     def describe(self) -> dict[str, object]:
-        info: dict[str, object] = {"server": "llama-cpp-python", "server_version": package_version("llama_cpp_python")}
-        path = self.model_path
-        if path and path.is_file():
-            from agenteval.models.gguf import gguf_info
-
-            info.update(gguf_info(path))
-            info["file_bytes"] = path.stat().st_size
-            info["file_sha256"] = files_sha256([path])
-        info.update(self.template_info())
-        return info
+        return {"server": "llama-cpp-python", "server_version": package_version("llama_cpp_python"),
+                **self.gguf_description()}
 
     def token_counter(self) -> TokenCounter | None:
-        path = self.model_path
-        if path is None:
-            return None
-
-        def load() -> TokenCounter:
-            import llama_cpp
-
-            quiet_llama_logs()
-            vocab = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
-            return lambda t: len(vocab.tokenize(t.encode("utf-8"), add_bos=False, special=False))
-
-        return lazy_counter(load)
+        return lazy_counter(self.model_path, _vocabulary_counter)
 
     def call_mark(self) -> int:
         return self.log_size()

@@ -3,7 +3,8 @@ agent passes measures nothing)."""
 
 from __future__ import annotations
 
-from agenteval.models.base import AgentContext, AgentOutcome, AgentStatus, DirectSolver, ModelRequest, ModelSpec
+from agenteval.agent.solver import AgentContext, AgentOutcome, AgentStatus, DirectSolver
+from agenteval.models.base import ModelRequest, ModelSpec
 
 
 class NopSolver(DirectSolver):

@@ -1,11 +1,13 @@
-"""Model providers by name. Built-ins and plugins register the same way: an
-``agenteval.models`` entry point naming a factory ``create(request: ModelRequest)
--> ChatModel | DirectSolver`` (see ``agenteval.models.base``).
+"""Model providers by name, and the model a run's ``--model`` names. Built-ins and plugins
+register the same way: an ``agenteval.models`` entry point naming a factory
+``create(request: ModelRequest) -> ChatModel | DirectSolver`` (``agenteval.models.base``,
+``agenteval.agent.solver``).
 
 ``--model provider[:name][@url]`` and an agenteval.toml alias resolve here, through
 the same factories: an alias names any registered provider, and its ``engine``
-(a server agenteval starts) works with any provider whose factory builds a chat
-model for the server's URL.
+(a server agenteval starts, ``agenteval.serving``) works with any provider whose
+factory builds a chat model for the server's URL. Here because it joins the three:
+the model contract, the solvers and the servers.
 """
 
 from __future__ import annotations
@@ -14,8 +16,11 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from agenteval import plugins
+from agenteval.agent.solver import AgentModel, DirectSolver, ModelFactory
 from agenteval.errors import ModelSpecError
-from agenteval.models.base import AgentModel, ChatModel, DirectSolver, ModelFactory, ModelRequest, ModelSpec
+from agenteval.models.base import ChatModel, ModelRequest, ModelSpec
+from agenteval.serving.engines import create_engine
+from agenteval.serving.served import ServedModel
 
 if TYPE_CHECKING:
     from agenteval.config import ModelConfig, ProjectConfig
@@ -38,7 +43,8 @@ def provider_factory(provider: str, config: "ProjectConfig | None" = None, text:
         model = factory(request)
         if not isinstance(model, (ChatModel, DirectSolver)):
             raise ModelSpecError(f"model provider {provider!r} ({known[provider]}) built a {type(model).__name__}, "
-                                 f"which is neither a ChatModel nor a DirectSolver (agenteval.models.base)")
+                                 f"which is neither a ChatModel nor a DirectSolver (agenteval.models.base, "
+                                 f"agenteval.agent.solver)")
         return model
 
     return create
@@ -52,8 +58,6 @@ def create_model(text: str, config: "ProjectConfig | None" = None) -> AgentModel
     """
     if config is not None and text in config.models:
         return create_alias(text, config.models[text], config)
-    from agenteval.models.served import ServedModel
-
     spec = ModelSpec.parse(text)
     model = provider_factory(spec.provider, config, text)(ModelRequest(spec))
     return model if isinstance(model, DirectSolver) else ServedModel(spec, model)
@@ -62,9 +66,6 @@ def create_model(text: str, config: "ProjectConfig | None" = None) -> AgentModel
 def create_alias(alias: str, cfg: "ModelConfig", project: "ProjectConfig") -> AgentModel:
     """The model an agenteval.toml alias names; with an ``engine``, the provider's client is
     built once the server has started and its URL is known."""
-    from agenteval.models.engines import create_engine
-    from agenteval.models.served import ServedModel
-
     factory = provider_factory(cfg.provider, project, alias)
     server = create_engine(alias, cfg, project.resolve(cfg.path, alias) if cfg.path else None)
     spec = ModelSpec(cfg.provider, cfg.name or alias, cfg.base_url)
@@ -84,3 +85,12 @@ def create_alias(alias: str, cfg: "ModelConfig", project: "ProjectConfig") -> Ag
         return model
 
     return ServedModel(label, None, cfg, server, client_for, token_counter=counter)
+
+
+def build_served(alias: str, cfg: "ModelConfig", project: "ProjectConfig") -> ServedModel:
+    """The chat model an agenteval.toml alias names, for callers that need its server and
+    settings (benchmarks, tests); the runner uses ``create_model``."""
+    model = create_alias(alias, cfg, project)
+    if not isinstance(model, ServedModel):
+        raise ModelSpecError(f"model {alias!r}: provider {cfg.provider!r} serves no chat model")
+    return model

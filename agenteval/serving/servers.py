@@ -5,7 +5,7 @@ several models on one GPU: pick a free loopback port, start, wait for health,
 ``ManagedServer`` is the process lifecycle every engine shares; what differs
 per engine (its command line, what it needs installed, what it can say about
 the model, what it logs but does not send) lives in one module per engine
-under ``agenteval.models.engines``.
+under ``agenteval.serving.engines``.
 """
 
 from __future__ import annotations
@@ -25,7 +25,9 @@ from typing import Callable
 
 from agenteval.config import ModelConfig
 from agenteval.errors import BadInputError, ServerStartError
-from agenteval.models.base import Log, TokenCounter
+from agenteval.gguf.info import gguf_info, has_chat_template
+from agenteval.logs import Log
+from agenteval.models.base import TokenCounter
 from agenteval.models.chat import ChatResponse
 
 
@@ -96,13 +98,13 @@ class ManagedServer(ABC):
         (the random-weight test model is built here on first use)."""
         cfg, path = self.cfg, self.model_path
         if cfg.test_model and path is not None and not path.exists():
-            from agenteval.models.testmodel import create_test_model
+            from agenteval.serving.testmodel import create_test_model
 
             directory = path if cfg.test_model == "hf" else path.parent
             log(f"building the random-weight test model in {directory} (once)")
             create_test_model(directory, gguf=None if cfg.test_model == "hf" else cfg.test_model)
         if cfg.download and path is not None and not path.exists():
-            from agenteval.models.downloads import fetch_model
+            from agenteval.serving.downloads import fetch_model
 
             fetch_model(cfg.download, path, log)
         self.check_installed()
@@ -123,6 +125,18 @@ class ManagedServer(ABC):
         """What the engine applies to a model without a chat template."""
         return "its default template"
 
+    def gguf_description(self) -> dict[str, object]:
+        """``describe``'s part for a GGUF model file: what the file says about itself, its size and
+        hash, and where the chat template comes from."""
+        info: dict[str, object] = {}
+        path = self.model_path
+        if path and path.is_file():
+            info.update(gguf_info(path))
+            info["file_bytes"] = path.stat().st_size
+            info["file_sha256"] = files_sha256([path])
+        info.update(self.template_info())
+        return info
+
     def template_info(self) -> dict[str, object]:
         """Where the chat template comes from, for the fingerprint (GGUF models only)."""
         path = self.model_path
@@ -132,8 +146,6 @@ class ManagedServer(ABC):
         if path is None or path.suffix != ".gguf" or not path.is_file():
             return {}
         try:
-            from agenteval.models.gguf import has_chat_template
-
             has_template = has_chat_template(path)
         except (ImportError, OSError, ValueError):
             return {}
@@ -269,13 +281,16 @@ def package_version(name: str) -> str | None:
         return None
 
 
-def lazy_counter(load: Callable[[], TokenCounter]) -> TokenCounter:
-    """A token counter whose tokenizer ``load`` builds on the first count (never for a run that needs none)."""
+def lazy_counter(path: Path | None, load: Callable[[Path], TokenCounter]) -> TokenCounter | None:
+    """A token counter whose tokenizer ``load(path)`` builds on the first count (never for a run that
+    needs none); None without a model path."""
+    if path is None:
+        return None
     loaded: list[TokenCounter] = []
 
     def count(text: str) -> int:
         if not loaded:
-            loaded.append(load())
+            loaded.append(load(path))
         return loaded[0](text)
 
     return count

@@ -6,9 +6,10 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
+from pathlib import Path
 
 from agenteval.models.base import TokenCounter
-from agenteval.models.servers import ManagedServer, files_sha256, lazy_counter, package_version
+from agenteval.serving.servers import ManagedServer, files_sha256, lazy_counter, package_version
 
 
 class TransformersServer(ManagedServer):
@@ -41,14 +42,12 @@ class TransformersServer(ManagedServer):
         return info
 
     def token_counter(self) -> TokenCounter | None:
-        path = self.model_path
-        if path is None:
-            return None
+        return lazy_counter(self.model_path, _tokenizer_counter)
 
-        def load() -> TokenCounter:
-            from transformers import AutoTokenizer
 
-            tok = AutoTokenizer.from_pretrained(str(path))
-            return lambda t: len(tok.encode(t, add_special_tokens=False))
+def _tokenizer_counter(path: Path) -> TokenCounter:
+    """Tokens by the model folder's own tokenizer."""
+    from transformers import AutoTokenizer
 
-        return lazy_counter(load)
+    tok = AutoTokenizer.from_pretrained(str(path))
+    return lambda t: len(tok.encode(t, add_special_tokens=False))

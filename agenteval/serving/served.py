@@ -1,6 +1,7 @@
 """A chat model as the runner drives it: a provider's client, the alias's
 settings applied around every call (requests in flight, the context), and the
-server agenteval starts for it when its alias names an engine."""
+server agenteval starts for it when its alias names an engine (``ServedModel``).
+``agenteval.runner.model_registry`` builds one for every chat model a run names."""
 
 from __future__ import annotations
 
@@ -10,13 +11,13 @@ import subprocess
 import threading
 from typing import Callable
 
-from agenteval.config import ModelConfig, ProjectConfig
-from agenteval.errors import ModelSpecError
-from agenteval.models.base import WARM_UP, ChatModel, Log, ModelSpec, TokenCounter, ToolSupport
-from agenteval.records import ToolProtocol
+from agenteval.config import ModelConfig
+from agenteval.logs import Log
+from agenteval.models.base import WARM_UP, ChatModel, ModelSpec, TokenCounter, ToolSupport
 from agenteval.models.chat import ChatResponse, Message, ToolSchema
-from agenteval.models.servers import ManagedServer
-from agenteval.models.testmodel import is_random_test_model
+from agenteval.records import ToolProtocol
+from agenteval.serving.servers import ManagedServer
+from agenteval.serving.testmodel import is_random_test_model
 
 
 class ServedModel(ChatModel):
@@ -145,14 +146,3 @@ def _gpu_name() -> str | None:
         return out.stdout.strip().replace("\n", "; ") or None
     except (OSError, subprocess.TimeoutExpired):
         return None
-
-
-def build_served(alias: str, cfg: ModelConfig, project: ProjectConfig) -> ServedModel:
-    """The chat model an agenteval.toml alias names, for callers that need its server and
-    settings (benchmarks, tests); the runner uses ``registry.create_model``."""
-    from agenteval.models.registry import create_alias
-
-    model = create_alias(alias, cfg, project)
-    if not isinstance(model, ServedModel):
-        raise ModelSpecError(f"model {alias!r}: provider {cfg.provider!r} serves no chat model")
-    return model

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from agenteval.config import DownloadName
 from agenteval.errors import BadInputError
-from agenteval.models.base import Log
+from agenteval.logs import Log
 
 
 @dataclass(frozen=True)

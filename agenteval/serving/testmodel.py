@@ -98,7 +98,7 @@ def create_test_model(directory: str | Path, *, gguf: str | None = None, seed: i
     model.save_pretrained(out)
     written = WrittenModel(dir=str(out), parameters=sum(p.numel() for p in model.parameters()))
     if gguf:
-        from agenteval.models.gguf import quantize, write_gguf
+        from agenteval.gguf.write import quantize, write_gguf
 
         f16 = write_gguf(out, out / "model-f16.gguf")
         written["gguf"] = str(quantize(f16, out / f"model-{gguf}.gguf", gguf))

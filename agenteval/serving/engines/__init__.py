@@ -9,23 +9,23 @@ from __future__ import annotations
 from pathlib import Path
 
 from agenteval.config import EngineName, ModelConfig
-from agenteval.models.servers import ManagedServer
+from agenteval.serving.servers import ManagedServer
 
 
 def engine_class(name: EngineName) -> type[ManagedServer]:
     if name == "transformers":
-        from agenteval.models.engines.transformers import TransformersServer
+        from agenteval.serving.engines.transformers import TransformersServer
 
         return TransformersServer
     if name == "llamacpp":
-        from agenteval.models.engines.llamacpp import LlamaCppServer
+        from agenteval.serving.engines.llamacpp import LlamaCppServer
 
         return LlamaCppServer
     if name == "llama-server":
-        from agenteval.models.engines.llama_server import LlamaServer
+        from agenteval.serving.engines.llama_server import LlamaServer
 
         return LlamaServer
-    from agenteval.models.engines.command import CommandServer
+    from agenteval.serving.engines.command import CommandServer
 
     return CommandServer
 
