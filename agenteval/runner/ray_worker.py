@@ -163,7 +163,7 @@ def remote_trial(trial: RemoteTrial, packed_task: bytes) -> RemoteResult:
     to retry."""
     spec = dataclasses.replace(trial.spec, task=unpack_task(trial.spec.task, packed_task))
     label, task_name = spec.model.label, spec.task.name
-    with tempfile.TemporaryDirectory(prefix="agenteval-artifacts-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=artifacts_prefix(trial.run_id)) as tmp:
         try:
             make_sandbox = _make_sandbox(trial.image)
             fingerprint = _fingerprint(trial)
@@ -186,10 +186,18 @@ def remote_trial(trial: RemoteTrial, packed_task: bytes) -> RemoteResult:
     return RemoteResult(record, artifacts, node=socket.gethostname())
 
 
+def artifacts_prefix(run_id: str) -> str:
+    """The name a worker's artifacts folder for ``run_id`` starts with, in the node's temp folder."""
+    return f"agenteval-artifacts-{run_id}-"
+
+
 def sweep_run(run_id: str) -> int:
-    """Remove the sandboxes of ``run_id`` this node's engine still holds (a worker that
-    died mid-trial leaves its container behind). Returns how many containers went."""
+    """Remove what workers of ``run_id`` that died mid-trial left on this node: their sandboxes
+    (containers, volumes) and their artifacts folders. Returns how many containers went."""
     from docker.errors import DockerException, NotFound
+
+    for left in Path(tempfile.gettempdir()).glob(artifacts_prefix(run_id) + "*"):
+        shutil.rmtree(left, ignore_errors=True)
 
     client = _docker()
     flt = {"label": f"agenteval.run={run_id}"}

@@ -31,6 +31,7 @@ IMAGE_PREFIX = "agenteval"
 DEBIAN_MIRROR = os.environ.get("AGENTEVAL_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 _FROM = re.compile(r"^\s*FROM\s+(?:--platform=\S+\s+)?(\S+)", re.IGNORECASE | re.MULTILINE)
 _RUNNING_IN = re.compile(r"Running in ([0-9a-f]{12,64})")
+_STEP_DONE = re.compile(r"^ ---> ([0-9a-f]{12,64})\s*$", re.M)  # the image a finished step made
 _DEBIAN = re.compile(r"^(?:docker\.io/)?(?:library/)?debian:([a-z]+)(?:-slim)?$")
 _build_lock = threading.Lock()
 _ready: dict[str, str] = {}
@@ -112,6 +113,7 @@ def build_context(client: "docker.DockerClient", context: Path, tag: str, name: 
     log(f"building sandbox image {tag} from {context}")
     outcome: list[BaseException | str] = []
     running: list[str] = []  # the containers of the build's RUN steps, as the engine announces them
+    steps: list[str] = []  # the images its finished steps made
     stop = threading.Event()
 
     def build() -> None:
@@ -131,6 +133,7 @@ def build_context(client: "docker.DockerClient", context: Path, tag: str, name: 
                     raise ImageBuildError(f"building {name} failed: {chunk['error'].strip()}\n" + "".join(lines[-15:]))
                 lines.append(chunk.get("stream", ""))
                 running.extend(_RUNNING_IN.findall(lines[-1]))
+                steps.extend(_STEP_DONE.findall(lines[-1]))
                 image_id = (chunk.get("aux") or {}).get("ID")
                 if image_id:
                     outcome.append(str(image_id))
@@ -151,14 +154,31 @@ def build_context(client: "docker.DockerClient", context: Path, tag: str, name: 
                 client.api.remove_container(cid, force=True)
             except Exception:  # noqa: BLE001 - already finished
                 pass
+        worker.join(10)  # the engine answers the ended step; its last finished step is then known
+        _remove_unfinished(client, steps)
         raise ImageBuildError(f"building {name} ran past its build_timeout_sec ({timeout_s:g} s)")
     errors = [o for o in outcome if isinstance(o, BaseException)]
     if errors:
+        _remove_unfinished(client, steps)
         raise errors[0]
     if not outcome:
         raise ImageBuildError(f"building {name} finished without an image")
     repo, _, version = tag.rpartition(":")
     client.api.tag(str(outcome[-1]), repo, version)
+
+
+def _remove_unfinished(client: "docker.DockerClient", steps: list[str]) -> None:
+    """Remove the untagged images a build that did not finish made (its finished steps; the engine
+    removes an untagged parent with its last child), so a failed build leaves no dangling image.
+    A step image that is tagged (the base) or the parent of another image is left as it is."""
+    from docker.errors import DockerException
+
+    for image in steps[-1:]:
+        try:
+            if not client.api.inspect_image(image).get("RepoTags"):
+                client.api.remove_image(image)
+        except DockerException:  # already gone, or another image builds on it: the engine keeps it
+            pass
 
 
 def task_image_tag(task_path: Path, spec: SandboxSpec) -> str:

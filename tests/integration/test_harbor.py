@@ -147,14 +147,33 @@ def test_build_timeout_is_honoured(tmp_path: Path, docker_client: Any) -> None:
     dockerfile = root / "environment" / "Dockerfile"
     dockerfile.write_text(dockerfile.read_text().replace("RUN", "COPY nonce /nonce\nRUN"))
     task = load_task(root)
+    before = _dangling(docker_client)
     t0 = time.monotonic()
     with pytest.raises(ImageBuildError, match=r"build_timeout_sec \(3 s\)"):
         ensure_task_image(docker_client, task.path, task.spec.sandbox, lambda m: None)
-    assert time.monotonic() - t0 < 10
+    assert time.monotonic() - t0 < 15
     deadline = time.monotonic() + 15  # the step sleeps 30 s: gone well before, or it was not stopped
     while _sleeping() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert _sleeping() == [], "the build's RUN step goes on after the timeout"
+    assert _dangling(docker_client) - before == set(), "the finished COPY step's image is left untagged"
+
+
+def test_a_failed_build_leaves_no_untagged_image(tmp_path: Path, docker_client: Any) -> None:
+    root = tmp_path / "failing-build"
+    shutil.copytree(HARBOR / "slow-build", root)
+    (root / "environment" / "nonce").write_text(uuid.uuid4().hex)  # a step image no earlier build made
+    (root / "environment" / "Dockerfile").write_text("FROM debian:bookworm-slim\nCOPY nonce /nonce\n"
+                                                     "RUN echo made > /made\nRUN exit 3\n")
+    task = load_task(root)
+    before = {i["Id"] for i in docker_client.api.images(all=True)}  # intermediate step images included
+    with pytest.raises(ImageBuildError, match="returned a non-zero code: 3"):
+        ensure_task_image(docker_client, task.path, task.spec.sandbox, lambda m: None)
+    assert {i["Id"] for i in docker_client.api.images(all=True)} - before == set()
+
+
+def _dangling(client: Any) -> set[str]:
+    return {i["Id"] for i in client.api.images(filters={"dangling": True})}
 
 
 def test_a_base_image_that_cannot_be_pulled_is_named(tmp_path: Path, docker_client: Any) -> None:

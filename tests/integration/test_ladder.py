@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -90,6 +91,9 @@ def test_a_ladder_of_the_random_model_resumes_after_kill_9_and_reuses_its_rungs(
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(30)
     assert any(line.startswith("starting Q8_0") for line in seen), "".join(seen[-20:])
+    # what a kill -9 may leave, as the README says: the log of the server the killed process had started
+    for left in Path(tempfile.gettempdir()).glob(f"agenteval-server-*-{proc.pid}-*.log"):
+        left.unlink()
     [run_id] = run_ids(workdir)
     with Store(workdir / "db.duckdb", read_only=True) as store:
         before = store.committed_keys(run_id)

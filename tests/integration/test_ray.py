@@ -177,4 +177,6 @@ def test_killed_worker_node_still_records_every_trial_once(cluster: Cluster, doc
         assert r.passed == (r.model == "oracle") or r.failure_mode and r.failure_mode.value == "infra_error", r
     run_label = {"label": f"agenteval.run={result.run.run_id}"}
     assert docker_client.api.containers(all=True, filters=run_label) == []
+    # the killed workers' artifacts folders, in this machine's temp folder all nodes share, are swept too
+    assert sorted(Path(tempfile.gettempdir()).glob(f"agenteval-artifacts-{result.run.run_id}-*")) == []
 
