@@ -280,6 +280,23 @@ def test_builtin_gemma3_on_llama_server_gets_chatml_and_loops_are_stopped(real_m
     assert info["file_sha256"] == _sha256(real_models / GEMMA)[:16]
 
 
+def test_builtin_gemma3_asked_as_an_agent_answers_nothing_that_runs(real_models: Path,
+                                                                   llama_cpp_python: None) -> None:
+    """What the README says to explain why the main job runs SmolLM2 only: Gemma 3 270M base, given
+    ChatML, answers the agent's first turn greedily with text and no block (here it repeats the request)."""
+    from agenteval.agent.prompts import TEXT_SYSTEM
+    from agenteval.agent.text_protocol import parse_text_actions
+
+    model = _builtin("gemma3", real_models)
+    task = "Create the directory `notes` in /workspace and, inside it, the file `todo.txt` holding `buy coffee`."
+    with model.serving(log=lambda m: None):
+        r = model.chat([{"role": "system", "content": TEXT_SYSTEM}, {"role": "user", "content": task}],
+                       max_tokens=64, timeout_s=120)
+    assert r.content.strip() and r.call.completion_tokens, r  # it answered, and was measured
+    actions = parse_text_actions(r.content)
+    assert (actions.calls, actions.done) == ([], False), r.content
+
+
 def test_the_header_reader_agrees_with_the_gguf_package_on_real_models(real_models: Path) -> None:
     """SmolLM2 (49k-token vocabulary) and Gemma 3 (262k): the fingerprint's facts from the header
     reader, the same as the gguf package's full reader gives, in a small part of its time."""
