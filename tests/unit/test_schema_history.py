@@ -22,8 +22,8 @@ from agenteval.store import _COLUMNS, NewerSchemaError, OutdatedSchemaError, Sto
 
 SCHEMAS = Path(__file__).parents[1] / "fixtures" / "schemas"
 RELEASED = sorted(SCHEMAS.glob("*.sql"))
-LATEST_RELEASE = SCHEMAS / "cc06a2b.sql"
-RECORD_VERSION = {"7e17bc0": 2, "cc06a2b": 2}  # the records' schema_version each release wrote (1 where not named)
+LATEST_RELEASE = SCHEMAS / "45de63c.sql"
+RECORD_VERSION = {"7e17bc0": 2, "cc06a2b": 2, "45de63c": 2}  # the records' schema_version each release wrote (1 where not named)
 _DUCKDB_NAMES = {"TIMESTAMPTZ": "TIMESTAMP WITH TIME ZONE"}
 
 
