@@ -173,12 +173,13 @@ def _remove_unfinished(client: "docker.DockerClient", steps: list[str]) -> None:
     A step image that is tagged (the base) or the parent of another image is left as it is."""
     from docker.errors import DockerException
 
-    for image in steps[-1:]:
-        try:
-            if not client.api.inspect_image(image).get("RepoTags"):
-                client.api.remove_image(image)
-        except DockerException:  # already gone, or another image builds on it: the engine keeps it
-            pass
+    if not steps:
+        return
+    try:
+        if not client.api.inspect_image(steps[-1]).get("RepoTags"):
+            client.api.remove_image(steps[-1])
+    except DockerException:  # already gone, or another image builds on it: the engine keeps it
+        pass
 
 
 def task_image_tag(task_path: Path, spec: SandboxSpec) -> str:
